@@ -1,0 +1,97 @@
+"""Calibration set manifests (calibration/*.yaml): which samples, how many, and their hash.
+
+A manifest pins a calibration set so a quantization is reproducible: the samples are drawn from
+`split` of the recipe's data with `seed`, and `sha256` is the hash of the chosen samples' content;
+if the data changed, the hash no longer matches and the quantize stage fails instead of silently
+calibrating on other samples. `edgeft calibration RECIPE -n 256 -o calibration/x.yaml` writes one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, PositiveInt, ValidationError
+
+from .recipe import Strict
+
+
+class CalibrationManifest(Strict):
+    source: str = Field(description="the data source it was drawn from, e.g. builtin:rotten_tomatoes")
+    split: Literal["train", "validation", "test"] = "train"
+    num_samples: PositiveInt
+    seed: int = 0
+    sha256: str | None = Field(None, description="hash of the chosen samples; checked when used")
+
+
+def read_manifest(path: Path) -> tuple[CalibrationManifest | None, list[tuple[str, str]]]:
+    """(manifest, problems); problems use key paths inside the manifest."""
+    if not path.is_file():
+        return None, [("", f"calibration manifest not found: {path}")]
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        return None, [("", f"calibration manifest {path} is not valid YAML: {e}")]
+    if not isinstance(raw, dict):
+        return None, [("", f"calibration manifest {path} must be a mapping")]
+    try:
+        return CalibrationManifest.model_validate(raw), []
+    except ValidationError as e:
+        from .recipe import pydantic_problems
+        return None, [(p, r) for p, r in pydantic_problems(e, set())]
+
+
+def choose_indices(n_available: int, num_samples: int, seed: int) -> list[int]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    k = min(num_samples, n_available)
+    return sorted(rng.choice(n_available, size=k, replace=False).tolist())
+
+
+def samples_hash(samples: list) -> str:
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(repr(s).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def data_source_id(data_cfg) -> str:
+    """How a manifest names the recipe's data: builtin:NAME or the file path(s)."""
+    if data_cfg.source:
+        return data_cfg.source
+    return f"files:{data_cfg.train}"
+
+
+def calibration_samples(manifest: CalibrationManifest, splits, manifest_path: Path | None = None) -> list:
+    """The manifest's samples from the recipe's splits; fails if their hash no longer matches."""
+    from .errors import DataError
+
+    split = splits.get(manifest.split)
+    idx = choose_indices(len(split), manifest.num_samples, manifest.seed)
+    items = [split.items[i] for i in idx]
+    digest = samples_hash(items)
+    if manifest.sha256 and manifest.sha256 != digest:
+        raise DataError(f"calibration manifest {manifest_path or ''}: the chosen samples' hash is {digest[:12]}…, "
+                        f"the manifest says {manifest.sha256[:12]}…; the data changed. Regenerate it with "
+                        f"`edgeft calibration` if that is intended.")
+    return items
+
+
+def write_manifest(recipe, output: str | Path, split: str, num_samples: int, seed: int) -> Path:
+    from .tasks import get_task
+
+    splits = get_task(recipe.task).load_splits(recipe)
+    m = CalibrationManifest(source=data_source_id(recipe.data), split=split, num_samples=num_samples, seed=seed)
+    items = calibration_samples(m, splits)
+    m.sha256 = samples_hash(items)
+    m.num_samples = len(items)
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = (f"# Calibration set: {m.num_samples} samples of the {split} split of {m.source}, drawn with seed {seed}.\n"
+              f"# sha256 is the hash of the chosen samples; quantize fails if the data no longer matches it.\n")
+    out.write_text(header + yaml.safe_dump(m.model_dump(), sort_keys=False))
+    return out

@@ -1,0 +1,153 @@
+"""Command line: subcommands only, no logic (that lives in runner, recipe, report)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .errors import EdgeftError, RecipeError
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        datefmt="[%X]", handlers=[RichHandler(show_path=False, markup=True)])
+    for noisy in ("httpx", "urllib3", "matplotlib", "PIL", "nncf"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_validate(args) -> int:
+    from .recipe import load_recipe
+
+    bad = 0
+    for path in args.recipes:
+        try:
+            r = load_recipe(path, args.override)
+            print(f"{path}: ok ({r.name}: {len(r.stages)} stages: {', '.join(s.name for s in r.stages)})")
+        except RecipeError as e:
+            print(str(e), file=sys.stderr)
+            bad += 1
+    return 2 if bad else 0
+
+
+def cmd_run(args) -> int:
+    from .recipe import load_recipe
+    from .runner import run_recipe
+
+    recipe = load_recipe(args.recipe, args.override)
+    result = run_recipe(recipe, runs_dir=args.runs, store_dir=args.store, force=args.force)
+    report = result.run_dir / "report.md"
+    print(f"\nran {len(result.ran)} stage(s), reused {len(result.skipped)}; run folder: {result.run_dir}")
+    if report.exists():
+        print(f"report: {report} (also report.json, pareto.png)")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    run_dir = Path(args.run_dir)
+    src = run_dir / "report.json"
+    if not src.is_file():
+        raise EdgeftError(f"{src} not found: run a recipe with a benchmark stage first")
+    for p in write_report(src, run_dir):
+        print(p)
+    return 0
+
+
+def cmd_ls(args) -> int:
+    import json
+
+    from .store import Store
+
+    store = Store(args.store or Path(args.runs) / ".store")
+    for folder in sorted(store.root.iterdir()):
+        art = store.get(folder.name)
+        if art is not None:
+            print(f"{art.key}  {art.kind:8s} {art.stage:20s} {art.created}  {art.size_mb():8.1f} MB")
+    return 0
+
+
+def cmd_targets(args) -> int:
+    from .targets import TARGETS
+
+    for t in TARGETS.values():
+        print(f"{t.name:10s} runs {', '.join(t.accepts):12s} {t.description}")
+    return 0
+
+
+def cmd_calibration(args) -> int:
+    from .calibration import write_manifest
+    from .recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.override)
+    path = write_manifest(recipe, args.output, args.split, args.num_samples, args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="edgeft", description="Fine-tune, compress, export and benchmark models "
+                                 "for edge devices from one recipe.")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def with_overrides(p):
+        p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                       help="change a recipe value, e.g. -o stages.finetune.epochs=1 (repeatable)")
+
+    p = sub.add_parser("validate", help="check recipes without doing any work")
+    p.add_argument("recipes", nargs="+")
+    with_overrides(p)
+    p.set_defaults(fn=cmd_validate)
+
+    p = sub.add_parser("run", help="run a recipe (resumes: finished stages are reused)")
+    p.add_argument("recipe")
+    with_overrides(p)
+    p.add_argument("--force", action="append", default=[], metavar="STAGE",
+                   help="redo this stage and every stage that depends on it (repeatable)")
+    p.add_argument("--runs", default="runs", help="folder for run outputs (default: runs)")
+    p.add_argument("--store", default=None, help="artifact store (default: RUNS/.store)")
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("report", help="re-render report.md and pareto.png from RUN_DIR/report.json")
+    p.add_argument("run_dir")
+    p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("ls", help="list artifacts in the store")
+    p.add_argument("--runs", default="runs")
+    p.add_argument("--store", default=None)
+    p.set_defaults(fn=cmd_ls)
+
+    p = sub.add_parser("targets", help="list benchmark targets")
+    p.set_defaults(fn=cmd_targets)
+
+    p = sub.add_parser("calibration", help="write a calibration manifest drawn from a recipe's data")
+    p.add_argument("recipe")
+    p.add_argument("-n", "--num-samples", type=int, default=256)
+    p.add_argument("--split", default="train", choices=["train", "validation", "test"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", required=True)
+    with_overrides(p)
+    p.set_defaults(fn=cmd_calibration)
+
+    args = ap.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.fn(args)
+    except RecipeError as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
+    except EdgeftError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished stages are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""The recipe: one YAML file that says what model, what data, and which stages to run.
+
+`load_recipe` validates everything that can be checked before work starts and raises one
+`RecipeError` listing every problem with its key path (`stages[2].method: ...`).
+Heavy libraries are never imported here, so `edgeft validate` is instant.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+
+from .errors import RecipeError
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+TASKS = ("text-classification",)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(Strict):
+    source: str = Field(description="shipped:NAME, a Hugging Face hub id, or a local model folder")
+
+
+class SplitFractions(Strict):
+    validation: float = Field(0.1, gt=0, lt=1)
+    test: float = Field(0.2, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sum(self):
+        if self.validation + self.test >= 1:
+            raise ValueError("validation + test must leave something to train on (sum < 1)")
+        return self
+
+
+class DataConfig(Strict):
+    source: str | None = Field(None, description="builtin:NAME, or one CSV/JSONL file split by `split`")
+    train: str | None = None
+    validation: str | None = None
+    test: str | None = None
+    split: SplitFractions = SplitFractions()
+    group_column: str | None = Field(None, description="rows sharing a value stay in one split")
+    text_column: str = "text"
+    label_column: str = "label"
+    max_length: PositiveInt = 128
+    max_samples: dict[Literal["train", "validation", "test"], PositiveInt] = {}
+
+    @model_validator(mode="after")
+    def _one_way(self):
+        files = [self.train, self.validation, self.test]
+        if self.source and any(files):
+            raise ValueError("give either `source` or `train`/`validation`/`test` files, not both")
+        if not self.source and not all(files):
+            raise ValueError("give `source`, or all three of `train`, `validation` and `test`")
+        return self
+
+
+class Recipe(Strict):
+    name: str = Field(pattern=NAME_RE)
+    seed: int = 0
+    task: Literal[TASKS]  # type: ignore[valid-type]
+    model: ModelConfig
+    data: DataConfig
+    stages: list[Any] = Field(min_length=1)
+    # set by load_recipe, not by the user
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    def stage(self, name: str):
+        return next(s for s in self.stages if s.name == name)
+
+    def resolve_path(self, p: str) -> Path:
+        return resolve_path(p, self.base_dir)
+
+    def context_fields(self) -> dict:
+        """The recipe-level settings every stage's output depends on (part of every cache key)."""
+        return {"task": self.task, "seed": self.seed, "model": self.model.model_dump(),
+                "data": self.data.model_dump()}
+
+
+def resolve_path(p: str, base_dir: Path) -> Path:
+    """Relative paths: the current directory if the file is there, else the recipe's folder."""
+    path = Path(p).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    return base_dir / path
+
+
+# ---------------------------------------------------------------------------------------------
+# error formatting
+
+def _loc_to_path(loc: tuple, stage_types: set[str]) -> str:
+    out = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in stage_types and i >= 2 and loc[0] == "stages" and isinstance(loc[i - 1], int):
+            continue  # the discriminated union adds the tag to the location; users never wrote it
+        elif isinstance(part, str) and "[" in part:  # pydantic function-validator tags
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _format_error(err: dict) -> str:
+    t, ctx = err["type"], err.get("ctx", {})
+    inp = err.get("input")
+    if t == "literal_error":
+        expected = ctx.get("expected", "").replace("'", "").replace(" or ", ", ")
+        return f"{inp!r} is not one of {expected}"
+    if t == "union_tag_invalid":
+        expected = ctx.get("expected_tags", "").replace("'", "")
+        return f"unknown stage type {ctx.get('tag')!r}; known types: {expected}"
+    if t == "union_tag_not_found":
+        return "missing `type` (the stage type)"
+    if t == "extra_forbidden":
+        return "unknown key (misspelled?)"
+    if t == "missing":
+        return "required key is missing"
+    msg = err["msg"]
+    return msg.removeprefix("Value error, ")
+
+
+def pydantic_problems(exc: ValidationError, stage_types: set[str], prefix: tuple = ()) -> list[tuple[str, str]]:
+    return [(_loc_to_path(prefix + tuple(e["loc"]), stage_types), _format_error(e)) for e in exc.errors()]
+
+
+# ---------------------------------------------------------------------------------------------
+# overrides
+
+def apply_override(raw: dict, expr: str) -> None:
+    """`stages.finetune.epochs=1` or `data.max_length=32`; a stage is picked by name or index."""
+    if "=" not in expr:
+        raise RecipeError([("-o " + expr, "override must look like key.path=value")])
+    key, value = expr.split("=", 1)
+    parts = key.strip().split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = _pick_stage(node, part, key)
+        else:
+            if not isinstance(node, dict):
+                raise RecipeError([(key, f"cannot descend into {'.'.join(parts[:i])}")])
+            node = node.setdefault(part, {})
+    last = parts[-1]
+    parsed = yaml.safe_load(value) if value != "" else ""
+    if isinstance(node, list):
+        raise RecipeError([(key, "an override must name a key, not a whole stage")])
+    node[last] = parsed
+
+
+def _pick_stage(stages: list, part: str, key: str):
+    if part.isdigit() and int(part) < len(stages):
+        return stages[int(part)]
+    for s in stages:
+        if isinstance(s, dict) and s.get("name") == part:
+            return s
+    raise RecipeError([(key, f"no stage named {part!r}")])
+
+
+# ---------------------------------------------------------------------------------------------
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None, check_data: bool = True) -> Recipe:
+    """Parse, validate and cross-check a recipe. Raises RecipeError listing every problem."""
+    from . import stages as stage_registry
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError([("", f"recipe file not found: {path}")], source=str(path))
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise RecipeError([("", f"not valid YAML: {e}")], source=str(path)) from None
+    if not isinstance(raw, dict):
+        raise RecipeError([("", "a recipe is a mapping with name, task, model, data and stages")], source=str(path))
+    for o in overrides or []:
+        apply_override(raw, o)
+    return validate_recipe(raw, base_dir=path.resolve().parent, source=str(path), check_data=check_data)
+
+
+def validate_recipe(raw: dict, base_dir: Path = Path("."), source: str = "recipe", check_data: bool = True) -> Recipe:
+    from . import stages as stage_registry
+
+    types = set(stage_registry.CONFIGS)
+    problems: list[tuple[str, str]] = []
+    raw = dict(raw)
+    raw_stages = raw.get("stages")
+    recipe = None
+    try:
+        recipe = Recipe.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as e:
+        problems += pydantic_problems(e, types)
+    parsed_stages = []
+    if isinstance(raw_stages, list):
+        for i, s in enumerate(raw_stages):
+            try:
+                parsed_stages.append(stage_registry.parse_stage(s))
+            except ValidationError as e:
+                problems += pydantic_problems(e, types, prefix=("stages", i))
+                parsed_stages.append(None)
+    if recipe is None or problems:
+        # still run cross-checks on what parsed, so the user sees every problem at once
+        if recipe is not None:
+            problems += stage_registry.check_stages(parsed_stages, recipe)
+        raise RecipeError(problems, source=source)
+    recipe.stages = parsed_stages
+    problems += stage_registry.check_stages(parsed_stages, recipe)
+    if check_data and not problems:
+        from .tasks import get_task
+        problems += get_task(recipe.task).check_data(recipe)
+    if problems:
+        raise RecipeError(problems, source=source)
+    return recipe
+
+
+def dump_recipe(recipe: Recipe) -> dict:
+    d = recipe.model_dump(mode="json", exclude={"base_dir"})
+    d["stages"] = [s.model_dump(mode="json") for s in recipe.stages]
+    return d

@@ -1,0 +1,87 @@
+"""The one place stages are registered: a discriminated union of configs and their run functions.
+
+To add a stage: write `stages/x.py` with `XConfig` (type: Literal["x"]) and `run(cfg, inputs, ctx)`,
+then add it to CONFIGS and RUNNERS below. Run functions are imported lazily (heavy libraries).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated, Union
+
+from pydantic import Field, TypeAdapter
+
+from .benchmark import BenchmarkConfig
+from .export import ExportConfig
+from .finetune import FinetuneConfig
+from .quantize import QuantizeConfig
+
+CONFIGS = {
+    "finetune": FinetuneConfig,
+    "export": ExportConfig,
+    "quantize": QuantizeConfig,
+    "benchmark": BenchmarkConfig,
+}
+
+StageConfigUnion = Annotated[Union[tuple(CONFIGS.values())], Field(discriminator="type")]
+_adapter = TypeAdapter(StageConfigUnion)
+
+
+def parse_stage(raw):
+    return _adapter.validate_python(raw)
+
+
+def run_function(stage_type: str):
+    """The stage's `run(cfg, inputs, ctx) -> Artifact` (module imported on first use)."""
+    return importlib.import_module(f"{__name__}.{stage_type}").run
+
+
+def default_input(stages, index: int) -> str | None:
+    """The previous stage that produced a model (not a report); None means the recipe's model."""
+    for prev in reversed(stages[:index]):
+        if prev is not None and prev.produces() != "report":
+            return "@" + prev.name
+    return None
+
+
+def check_stages(stages, recipe) -> list[tuple[str, str]]:
+    """Whole-recipe checks: unique names, @refs to earlier stages of an accepted kind, stage checks."""
+    problems: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    for i, s in enumerate(stages):
+        if s is None:
+            continue
+        if s.name in seen:
+            problems.append((f"stages[{i}].name", f"duplicate stage name {s.name!r} (also stages[{seen[s.name]}])"))
+        else:
+            seen[s.name] = i
+    names_all = {s.name: i for i, s in enumerate(stages) if s is not None}
+
+    def check_ref(i: int, path: str, ref: str, accepted: tuple[str, ...]):
+        name = ref[1:]
+        j = names_all.get(name)
+        if j is None:
+            problems.append((path, f"{ref} does not name a stage of this recipe"))
+        elif j >= i:
+            problems.append((path, f"{ref} refers to a stage that runs later (stages[{j}]); refs must point back"))
+        else:
+            kind = stages[j].produces()
+            if kind not in accepted:
+                problems.append((path, f"{ref} produces a {kind!r} artifact; this accepts {', '.join(accepted)}"))
+
+    for i, s in enumerate(stages):
+        if s is None:
+            continue
+        ref = s.input or default_input(stages, i)
+        if s.accepts:
+            if ref is None:
+                if "torch" not in s.accepts:
+                    problems.append((f"stages[{i}].input", f"a {s.type} stage needs an input of kind "
+                                     f"{', '.join(s.accepts)}; the recipe's model is a torch model"))
+            else:
+                check_ref(i, f"stages[{i}].input", ref, s.accepts)
+        for path, r, accepted in s.refs():
+            check_ref(i, f"stages[{i}].{path}", r, accepted)
+        for path, reason in s.check(recipe, stages):
+            problems.append((f"stages[{i}].{path}" if path else f"stages[{i}]", reason))
+    return problems

@@ -1,0 +1,41 @@
+"""What every stage config shares. Configs are data; the work is the module's `run` function."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from ..recipe import NAME_RE, Strict
+
+REF_RE = r"^@[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class StageConfig(Strict):
+    name: str = Field(pattern=NAME_RE, description="unique within the recipe; used in @refs")
+    input: str | None = Field(None, pattern=REF_RE,
+                              description="@stage whose artifact this stage works on; default: "
+                                          "the previous model-producing stage (the recipe's model for the first)")
+
+    version: ClassVar[int] = 1               # bump when the stage's output changes for the same config
+    accepts: ClassVar[tuple[str, ...]] = ()  # artifact kinds accepted as `input`
+
+    def produces(self) -> str:
+        raise NotImplementedError
+
+    def refs(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(key path, '@ref', accepted kinds) for every reference besides `input`."""
+        return []
+
+    def files(self, recipe) -> dict[str, str]:
+        """Files this stage reads whose content is part of its cache key: {key path: path}."""
+        return {}
+
+    def check(self, recipe, stages: list) -> list[tuple[str, str]]:
+        """Cross-field checks that need the recipe and the parsed stages (None where a stage failed
+        to parse): (key path relative to the stage, reason)."""
+        return []
+
+    def key_config(self) -> dict:
+        """The config as it enters the cache key (name excluded: renaming a stage redoes nothing)."""
+        return self.model_dump(mode="json", exclude={"name"})

@@ -1,0 +1,49 @@
+"""What a measurement depends on: CPU model, ISA flags, cores, runtime versions, threads."""
+
+from __future__ import annotations
+
+import os
+import platform
+from functools import lru_cache
+
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+             "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve")
+
+
+@lru_cache(maxsize=1)
+def _cpuinfo() -> tuple[str, tuple[str, ...]]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                k, _, v = line.partition(":")
+                k = k.strip()
+                if k in ("model name", "Model") and model in ("", platform.machine(), platform.processor()):
+                    model = v.strip()
+                elif k in ("flags", "Features") and not flags:
+                    flags = set(v.split())
+    except OSError:
+        pass
+    return model, tuple(f for f in ISA_FLAGS if f in flags)
+
+
+def host_fingerprint(stable: bool = False) -> dict:
+    """The machine. `stable=True` leaves out anything that changes between runs on one machine."""
+    model, flags = _cpuinfo()
+    fp = {"cpu": model, "isa": list(flags), "cores": os.cpu_count(), "machine": platform.machine(),
+          "python": platform.python_version()}
+    if not stable:
+        fp["os"] = platform.platform()
+    return fp
+
+
+def runtime_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("torch", "transformers", "onnx", "onnxruntime", "openvino", "nncf", "optimum", "optimum-onnx"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out

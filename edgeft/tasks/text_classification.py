@@ -1,0 +1,86 @@
+"""Text classification: sequence -> class logits (a Hugging Face AutoModelForSequenceClassification).
+
+Everything a stage or runtime needs to know about the task lives here: data, model loading,
+tokenizing, input names and dynamic axes, the metric and the FP32 parity tolerance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+NAME = "text-classification"
+OUTPUT_NAMES = ["logits"]
+FP32_TOLERANCE = 1e-4          # max |Δlogit| allowed for an FP32 export against its source
+INPUT_AXES = {0: "batch", 1: "sequence"}
+
+
+# ----------------------------------------------------------------------------- data
+
+def check_data(recipe) -> list[tuple[str, str]]:
+    from ..data.text import check_text_data
+    from ..models import check_source
+
+    problems = check_text_data(recipe.data, recipe.base_dir)
+    reason = check_source(recipe.model.source)
+    if reason:
+        problems.append(("model.source", reason))
+    return problems
+
+
+def load_splits(recipe):
+    from ..data.text import load_text_splits
+
+    return load_text_splits(recipe.data, recipe.seed, recipe.base_dir)
+
+
+# ----------------------------------------------------------------------------- model
+
+def load_processor(model_dir: str | Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir))
+
+
+def load_model(model_dir: str | Path, label_names: list[str] | None = None):
+    """A torch classifier. With `label_names`, a (possibly new) head of that many classes."""
+    from transformers import AutoModelForSequenceClassification
+
+    kwargs = {}
+    if label_names is not None:
+        kwargs = dict(num_labels=len(label_names), id2label=dict(enumerate(label_names)),
+                      label2id={n: i for i, n in enumerate(label_names)},
+                      ignore_mismatched_sizes=True)
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), **kwargs)
+    model.eval()
+    return model
+
+
+def encode(processor, items: list[str], max_length: int, pad_to_max: bool = False) -> dict[str, np.ndarray]:
+    """Token ids as int64 numpy arrays. Without pad_to_max, padded to the longest item only."""
+    enc = processor(list(items), truncation=True, max_length=max_length,
+                    padding="max_length" if pad_to_max else "longest", return_tensors="np")
+    return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
+
+
+def input_names(processor) -> list[str]:
+    return list(processor.model_input_names)
+
+
+def torch_forward(model, batch: dict[str, np.ndarray]) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        out = model(**{k: torch.from_numpy(v) for k, v in batch.items()})
+    return out.logits.float().numpy()
+
+
+# ----------------------------------------------------------------------------- metric
+
+def metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    pred = np.asarray(logits).argmax(-1)
+    return {"accuracy": float(accuracy_score(labels, pred)),
+            "f1": float(f1_score(labels, pred, average="macro"))}
