@@ -83,7 +83,7 @@ def cmd_calibration(args) -> int:
     from .calibration import write_manifest
     from .recipe import load_recipe
 
-    recipe = load_recipe(args.recipe, args.override)
+    recipe = load_recipe(args.recipe, args.override, data_only=True)
     path = write_manifest(recipe, args.output, args.split, args.num_samples, args.seed)
     print(f"wrote {path}")
     return 0

@@ -128,7 +128,13 @@ def _format_error(err: dict) -> str:
 
 
 def pydantic_problems(exc: ValidationError, stage_types: set[str], prefix: tuple = ()) -> list[tuple[str, str]]:
-    return [(_loc_to_path(prefix + tuple(e["loc"]), stage_types), _format_error(e)) for e in exc.errors()]
+    out = []
+    for e in exc.errors():
+        path = _loc_to_path(prefix + tuple(e["loc"]), stage_types)
+        if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            path += ".type"
+        out.append((path, _format_error(e)))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,10 +172,13 @@ def _pick_stage(stages: list, part: str, key: str):
 
 # ---------------------------------------------------------------------------------------------
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None, check_data: bool = True) -> Recipe:
-    """Parse, validate and cross-check a recipe. Raises RecipeError listing every problem."""
-    from . import stages as stage_registry
+def load_recipe(path: str | Path, overrides: list[str] | None = None, check_data: bool = True,
+                data_only: bool = False) -> Recipe:
+    """Parse, validate and cross-check a recipe. Raises RecipeError listing every problem.
 
+    `data_only` checks the task, model and data sections but not the stages (used to write a
+    calibration manifest that the recipe's stages will only be able to reference afterwards).
+    """
     path = Path(path)
     if not path.is_file():
         raise RecipeError([("", f"recipe file not found: {path}")], source=str(path))
@@ -181,6 +190,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_data
         raise RecipeError([("", "a recipe is a mapping with name, task, model, data and stages")], source=str(path))
     for o in overrides or []:
         apply_override(raw, o)
+    if data_only:
+        raw = {**raw, "stages": [{"name": "finetune", "type": "finetune"}]}
     return validate_recipe(raw, base_dir=path.resolve().parent, source=str(path), check_data=check_data)
 
 
@@ -204,19 +215,25 @@ def validate_recipe(raw: dict, base_dir: Path = Path("."), source: str = "recipe
             except ValidationError as e:
                 problems += pydantic_problems(e, types, prefix=("stages", i))
                 parsed_stages.append(None)
-    if recipe is None or problems:
-        # still run cross-checks on what parsed, so the user sees every problem at once
-        if recipe is not None:
-            problems += stage_registry.check_stages(parsed_stages, recipe)
+    if recipe is not None:
+        # cross-checks run even when some stages failed to parse: the user sees every problem at once
+        problems += stage_registry.check_stages(parsed_stages, recipe, _unparsed_names(raw_stages, parsed_stages))
+        if check_data:
+            from .tasks import get_task
+            problems += get_task(recipe.task).check_data(recipe)
+    if problems or recipe is None:
         raise RecipeError(problems, source=source)
     recipe.stages = parsed_stages
-    problems += stage_registry.check_stages(parsed_stages, recipe)
-    if check_data and not problems:
-        from .tasks import get_task
-        problems += get_task(recipe.task).check_data(recipe)
-    if problems:
-        raise RecipeError(problems, source=source)
     return recipe
+
+
+def _unparsed_names(raw_stages, parsed) -> dict[str, int]:
+    """Names of stages that failed to parse: refs to them are not reported a second time."""
+    out = {}
+    for i, (r, p) in enumerate(zip(raw_stages, parsed)):
+        if p is None and isinstance(r, dict) and isinstance(r.get("name"), str):
+            out[r["name"]] = i
+    return out
 
 
 def dump_recipe(recipe: Recipe) -> dict:

@@ -92,7 +92,7 @@ class Store:
         removed = []
         for p in self.root.glob(".tmp-*"):
             pid = p.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and _pid_alive(int(pid)) and int(pid) != os.getpid():
+            if pid.isdigit() and _pid_alive(int(pid)):
                 continue
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)

@@ -44,7 +44,7 @@ def default_input(stages, index: int) -> str | None:
     return None
 
 
-def check_stages(stages, recipe) -> list[tuple[str, str]]:
+def check_stages(stages, recipe, unparsed: dict[str, int] | None = None) -> list[tuple[str, str]]:
     """Whole-recipe checks: unique names, @refs to earlier stages of an accepted kind, stage checks."""
     problems: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
@@ -60,6 +60,8 @@ def check_stages(stages, recipe) -> list[tuple[str, str]]:
     def check_ref(i: int, path: str, ref: str, accepted: tuple[str, ...]):
         name = ref[1:]
         j = names_all.get(name)
+        if j is None and name in (unparsed or {}):
+            return  # that stage has its own error already
         if j is None:
             problems.append((path, f"{ref} does not name a stage of this recipe"))
         elif j >= i:

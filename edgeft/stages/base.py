@@ -37,5 +37,6 @@ class StageConfig(Strict):
         return []
 
     def key_config(self) -> dict:
-        """The config as it enters the cache key (name excluded: renaming a stage redoes nothing)."""
-        return self.model_dump(mode="json", exclude={"name"})
+        """The config as it enters the cache key. The stage's name and its `input` ref are left out
+        (the input's key is in the cache key already): renaming a stage redoes nothing."""
+        return self.model_dump(mode="json", exclude={"name", "input"})

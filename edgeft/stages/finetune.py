@@ -6,11 +6,19 @@ keeping the best, bf16/fp16 autocast on CUDA, fp32 on CPU. Output: a standard HF
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+import time
 from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt
 
+from ..errors import StageError
 from .base import StageConfig
+
+log = logging.getLogger("edgeft")
+SCRATCH = ".checkpoints"   # Trainer's checkpoints (keep-best) live here, inside out_dir, and are deleted
 
 
 class FinetuneConfig(StageConfig):
@@ -35,5 +43,137 @@ class FinetuneConfig(StageConfig):
         return "torch"
 
 
+def resolve_precision(requested: str, cuda: bool, bf16_ok: bool) -> str:
+    """The autocast precision to train in: fp32, bf16 or fp16. Raises StageError if it cannot be had."""
+    if requested == "auto":
+        return ("bf16" if bf16_ok else "fp16") if cuda else "fp32"
+    if requested in ("bf16", "fp16") and not cuda:
+        raise StageError(f"finetune: precision {requested} needs a CUDA GPU and none is available; "
+                         f"use precision: auto (fp32 on CPU) or fp32")
+    if requested == "bf16" and not bf16_ok:
+        raise StageError("finetune: precision bf16 is not supported by this GPU; use auto or fp16")
+    return requested
+
+
+def _encode(processor, split, max_length: int) -> list[dict]:
+    """One dict per example (unpadded token ids + label): DataCollatorWithPadding pads per batch."""
+    keep = list(processor.model_input_names)
+    enc = processor(list(split.items), truncation=True, max_length=max_length)
+    return [{**{k: enc[k][i] for k in keep if k in enc}, "labels": int(split.labels[i])}
+            for i in range(len(split))]
+
+
 def run(cfg: FinetuneConfig, inputs: dict, ctx):
-    raise NotImplementedError("finetune.run")
+    import torch
+    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, set_seed
+
+    from ..models import resolve_source
+    from ..ops.training import count_params, freeze
+
+    recipe, task = ctx.recipe, ctx.task
+    src = inputs.get("input")
+    model_dir = str(src.main_path) if src is not None else resolve_source(recipe.model.source)
+    cuda = torch.cuda.is_available()
+    precision = resolve_precision(cfg.precision, cuda, cuda and torch.cuda.is_bf16_supported())
+
+    splits = ctx.splits()
+    set_seed(recipe.seed)                 # before the new head is initialised
+    processor = task.load_processor(model_dir)
+    model = task.load_model(model_dir, splits.label_names)
+    try:
+        frozen = freeze(model, embeddings=cfg.freeze_embeddings, num_layers=cfg.freeze_layers)
+    except ValueError as e:
+        raise StageError(f"finetune: freeze_layers={cfg.freeze_layers}: {e}") from None
+    n_params, n_trainable = count_params(model)
+    if frozen:
+        log.info("finetune: froze %d parameter tensors; %d of %d parameters train", len(frozen), n_trainable, n_params)
+
+    max_length = recipe.data.max_length
+    train = _encode(processor, splits.train, max_length)
+    val = _encode(processor, splits.validation, max_length)
+
+    scratch = ctx.out_dir / SCRATCH
+    args = TrainingArguments(
+        output_dir=str(scratch), logging_dir=str(scratch / "logs"), report_to="none",
+        num_train_epochs=cfg.epochs, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
+        warmup_ratio=cfg.warmup_ratio, lr_scheduler_type="linear", optim="adamw_torch",
+        max_grad_norm=cfg.max_grad_norm,
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.eval_batch_size,
+        group_by_length=cfg.group_by_length,
+        eval_strategy="epoch", logging_strategy="epoch",
+        save_strategy="epoch" if cfg.keep_best else "no", save_only_model=True, save_total_limit=1,
+        save_safetensors=True, load_best_model_at_end=cfg.keep_best,
+        metric_for_best_model="accuracy", greater_is_better=True,
+        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not cuda,
+        seed=recipe.seed, data_seed=recipe.seed,
+        dataloader_num_workers=0, disable_tqdm=False,
+    )
+    timer = _EpochTimer(TrainerCallback)
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train, eval_dataset=val, processing_class=processor,
+        data_collator=DataCollatorWithPadding(processor),
+        compute_metrics=lambda p: task.metrics(p.predictions, p.label_ids),
+        callbacks=[timer.callback],
+    )
+    device = str(args.device)
+    log.info("finetune: %d train / %d validation examples, %s epochs, batch %d, lr %g, on %s (%s, %d threads)",
+             len(train), len(val), cfg.epochs, cfg.batch_size, cfg.lr, device, precision, torch.get_num_threads())
+    try:
+        out = trainer.train()
+        history = trainer.state.log_history
+        evals = [h for h in history if "eval_accuracy" in h]
+        losses = [round(h["loss"], 4) for h in history if "loss" in h and "eval_loss" not in h]
+        if not evals:
+            raise StageError("finetune: no validation pass ran (is the train split empty?)")
+        accs = [h["eval_accuracy"] for h in evals]
+        best = max(range(len(accs)), key=lambda i: accs[i])      # first epoch with the top accuracy
+        kept = best if cfg.keep_best else len(accs) - 1
+        model = trainer.model.to("cpu").eval()
+        model.save_pretrained(ctx.out_dir, safe_serialization=True)
+        processor.save_pretrained(ctx.out_dir)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    meta = {
+        "precision": "fp32",                 # saved weights; autocast only changes training math
+        "train_precision": precision,
+        "device": device,
+        "params": n_params,
+        "trainable_params": n_trainable,
+        "label_names": list(splits.label_names),
+        "best_epoch": _epoch(evals[best]["epoch"]),
+        "kept_epoch": _epoch(evals[kept]["epoch"]),
+        "val_accuracy": round(accs[kept], 4),
+        "val_accuracy_per_epoch": [round(a, 4) for a in accs],
+        "train_loss": round(out.training_loss, 4),
+        "train_loss_per_epoch": losses,
+        "train_samples": len(train),
+        "validation_samples": len(val),
+        "max_length": max_length,
+        "epoch_wall_s": timer.epoch_s,
+        "steps": trainer.state.global_step,
+    }
+    log.info("finetune: validation accuracy per epoch %s; kept epoch %s (%.4f)",
+             meta["val_accuracy_per_epoch"], meta["kept_epoch"], meta["val_accuracy"])
+    return ctx.artifact(kind="torch", file="", meta=meta)
+
+
+def _epoch(e: float):
+    return int(round(e)) if abs(e - round(e)) < 1e-6 else round(e, 2)
+
+
+class _EpochTimer:
+    """Wall time of each epoch: training plus its validation pass (not the checkpoint save)."""
+
+    def __init__(self, base):
+        self.epoch_s: list[float] = []
+        timer = self
+
+        class _CB(base):
+            def on_epoch_begin(self, args, state, control, **kw):
+                timer.t0 = time.perf_counter()
+
+            def on_evaluate(self, args, state, control, **kw):
+                timer.epoch_s.append(round(time.perf_counter() - timer.t0, 1))
+
+        self.callback = _CB()

@@ -1,0 +1,1 @@
+"""Pure functions with flat arguments (tensors, modules, numbers; never config objects)."""

@@ -1,0 +1,82 @@
+"""Training helpers: plain functions on modules (no config objects).
+
+`encoder_layers` finds a transformer's stack of layers without knowing the architecture;
+`freeze` turns off gradients for the embeddings and/or the first N layers.
+"""
+
+from __future__ import annotations
+
+# where common architectures keep their layer stack, relative to model.base_model
+_LAYER_PATHS = ("encoder.layer", "encoder.layers", "transformer.layer", "layers", "layer", "h",
+                "decoder.layers", "block", "encoder.block")
+
+
+def _get(module, dotted: str):
+    for part in dotted.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            return None
+    return module
+
+
+def encoder_layers(model):
+    """The ModuleList of transformer layers (input side first). Raises ValueError if none is found.
+
+    Tries the usual attribute paths (BERT `encoder.layer`, DistilBERT `transformer.layer`, ...),
+    then any ModuleList under the base model whose length equals `config.num_hidden_layers`.
+    """
+    import torch.nn as nn
+
+    base = getattr(model, "base_model", model)
+    for path in _LAYER_PATHS:
+        m = _get(base, path)
+        if isinstance(m, nn.ModuleList) and len(m) > 0:
+            return m
+    n = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    if n:
+        for m in base.modules():
+            if isinstance(m, nn.ModuleList) and len(m) == n:
+                return m
+    raise ValueError(f"cannot find the layer stack of {type(model).__name__} "
+                     f"(looked for base_model.{{{', '.join(_LAYER_PATHS)}}} and a ModuleList of "
+                     f"config.num_hidden_layers={n} modules)")
+
+
+def embeddings_module(model):
+    """The whole embeddings block (word, position, type, norm) if the model has one, else the input embeddings."""
+    base = getattr(model, "base_model", model)
+    emb = getattr(base, "embeddings", None)
+    return emb if emb is not None else model.get_input_embeddings()
+
+
+def freeze(model, embeddings: bool = False, num_layers: int = 0) -> list[str]:
+    """Set requires_grad=False on the embeddings and/or the first `num_layers` layers.
+
+    Returns the names (as in model.named_parameters()) of the parameters frozen.
+    Raises ValueError if num_layers exceeds the number of layers or the layers cannot be found.
+    """
+    modules = []
+    if embeddings:
+        modules.append(embeddings_module(model))
+    if num_layers > 0:
+        layers = encoder_layers(model)
+        if num_layers > len(layers):
+            raise ValueError(f"cannot freeze {num_layers} layers: the model has {len(layers)}")
+        modules.extend(layers[:num_layers])
+    ids = {id(p) for m in modules for p in m.parameters()}
+    names = []
+    for name, p in model.named_parameters():
+        if id(p) in ids:
+            p.requires_grad_(False)
+            names.append(name)
+    return names
+
+
+def count_params(model) -> tuple[int, int]:
+    """(all parameters, trainable parameters)."""
+    total = trainable = 0
+    for p in model.parameters():
+        total += p.numel()
+        if p.requires_grad:
+            trainable += p.numel()
+    return total, trainable
