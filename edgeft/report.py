@@ -1,0 +1,227 @@
+"""The benchmark report: report.json (the rows) -> report.md (one table per target) + pareto.png.
+
+`write_report(report_json, run_dir)` is all the runner and `edgeft report RUN_DIR` call; it only reads
+the JSON, so a report can be re-rendered anywhere, in place included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+LEGEND = [
+    ("artifact", "the stage that made the model; **bold** = on the Pareto front of its target "
+                 "(no other row there is both faster at p50 and at least as accurate)"),
+    ("precision", "number format of the weights and matmuls (fp32, int8)"),
+    ("accuracy %", "accuracy on the whole test split; in brackets the change in points against the reference"),
+    ("F1", "macro-F1 on the test split"),
+    ("p50 / p90 / p99", "latency percentiles in ms at batch 1, each test text at its own length "
+                        "(no padding), tokenizing not included"),
+    ("fixed p50", "median latency in ms at batch 1 padded to the fixed shape (seq = data.max_length)"),
+    ("throughput", "samples per second at the throughput batch size, real texts padded per batch"),
+    ("size MB", "the model weight file(s) a user ships for this runtime (tokenizer and config not counted)"),
+    ("params", "parameters of the torch model the artifact came from, embeddings included"),
+    ("MACs", "multiply-accumulates of one forward pass at the fixed shape (INT8 models do the same MACs in INT8)"),
+    ("peak RSS", "peak resident memory in MB of a fresh process that loads the model and runs batch 1 and 32 "
+                 "at the fixed shape (interpreter and runtime included)"),
+    ("speedup", "p50 of the reference (PyTorch eager FP32 of the same torch model) divided by this p50"),
+]
+
+
+# ---------------------------------------------------------------------------------------------- pareto
+
+def pareto_front(points: list[tuple[float | None, float | None]]) -> list[int]:
+    """Indices of the points no other point dominates (lower latency, higher accuracy), sorted by
+    latency then accuracy (best first). A point is dominated when another is at least as fast and at
+    least as accurate and strictly better in one of them; equal points are all kept. Points with a
+    None coordinate are left out."""
+    valid = [(i, float(l), float(a)) for i, (l, a) in enumerate(points) if l is not None and a is not None]
+    front = []
+    for i, li, ai in valid:
+        dominated = any(lj <= li and aj >= ai and (lj < li or aj > ai) for j, lj, aj in valid if j != i)
+        if not dominated:
+            front.append((li, -ai, i))
+    return [i for _, _, i in sorted(front)]
+
+
+# ---------------------------------------------------------------------------------------------- entry
+
+def write_report(src_json: str | Path, run_dir: str | Path) -> list[Path]:
+    """Write run_dir/report.json (a copy of src_json unless it is that file), report.md and
+    pareto.png; return their paths."""
+    src, run_dir = Path(src_json), Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    report = json.loads(src.read_text())
+    dst = run_dir / "report.json"
+    if not dst.exists() or src.resolve() != dst.resolve():
+        tmp = dst.with_suffix(".json.part")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    md = run_dir / "report.md"
+    md.write_text(render_markdown(report, image="pareto.png"))
+    png = run_dir / "pareto.png"
+    plot_pareto(report, png)
+    return [dst, md, png]
+
+
+def _targets(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(r["target"] for r in rows))
+
+
+def _pct(x):
+    return None if x is None else 100 * x
+
+
+# ---------------------------------------------------------------------------------------------- markdown
+
+def _f(x, fmt: str = "{:.2f}") -> str:
+    return "—" if x is None else fmt.format(x)
+
+
+def _si(x) -> str:
+    if x is None:
+        return "—"
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.2f}{unit}"
+    return str(x)
+
+
+def _acc_cell(r: dict) -> str:
+    cell = _f(_pct(r.get("accuracy")))
+    d = r.get("accuracy_delta_vs_reference")
+    if d is not None and r.get("reference") != f"{r.get('artifact')}@{r.get('target')}":
+        cell += f" ({d:+.2f})".replace("-", "−")
+    return cell
+
+
+def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
+    rows = report.get("rows", [])
+    recipe = report.get("recipe", {})
+    env = report.get("environment", {})
+    st = report.get("settings", {})
+    data = report.get("data", {})
+    shape = st.get("fixed_shape") or (rows[0].get("macs_shape") if rows else None)
+    shape_txt = "×".join(str(s) for s in shape) if shape else "fixed shape"
+    runtimes = ", ".join(f"{k} {v}" for k, v in (env.get("runtimes") or {}).items())
+
+    out = [f"# edgeft report: {recipe.get('name', 'benchmark')}", ""]
+    out.append(f"- **Created:** {report.get('created', '—')}")
+    if recipe:
+        out.append(f"- **Recipe:** `{recipe.get('name')}` — task {recipe.get('task')}, model "
+                   f"`{(recipe.get('model') or {}).get('source')}`, data `{(recipe.get('data') or {}).get('source')}`"
+                   f" (max_length {(recipe.get('data') or {}).get('max_length')}), seed {recipe.get('seed')}")
+    out.append(f"- **Machine:** {env.get('cpu', '?')}, {env.get('cores', '?')} cores, {env.get('machine', '')}; "
+               f"ISA {' '.join(env.get('isa') or []) or '—'}; Python {env.get('python', '?')}")
+    if runtimes:
+        out.append(f"- **Runtimes:** {runtimes}")
+    if env.get("busy"):
+        share = env.get("others_cpu_share")
+        used = f"{100 * share:.0f}% of the CPU" if share is not None else "part of the CPU"
+        out.append(f"- **Warning:** other work used {used} while timing (1-min load "
+                   f"{'/'.join(str(x) for x in env.get('load_avg_1min') or []) or '?'} on {env.get('cores', '?')} "
+                   f"cores): absolute times are inflated and noisy; compare rows of this run only")
+    if st:
+        out.append(f"- **Settings:** {st.get('threads')} thread(s); latency at batch 1 over "
+                   f"{st.get('latency_samples_used', st.get('latency_samples'))} test texts at their own length "
+                   f"(mean {st.get('sample_mean_tokens', '?')} tokens), {st.get('rounds')} interleaved round(s) "
+                   f"after {st.get('warmup')} warm-up runs; fixed shape {shape_txt}, {st.get('fixed_runs')} runs "
+                   f"per round; throughput at batch {st.get('throughput_batch_size')}, "
+                   f"{st.get('throughput_batches')} batches per round; peak RSS "
+                   f"{'in a fresh process per row' if st.get('memory', True) else 'not measured'}")
+    if data:
+        out.append(f"- **Data:** test {data.get('test')} samples (mean {data.get('test_mean_tokens', '?')} tokens), "
+                   f"train {data.get('train')}, validation {data.get('validation')}")
+    out.append("")
+
+    header = ["artifact", "precision", "accuracy %", "F1", "p50 ms", "p90 ms", "p99 ms", "fixed p50 ms",
+              "throughput /s", "size MB", "params", f"MACs ({shape_txt})", "peak RSS MB", "speedup"]
+    for t in _targets(rows):
+        trows = [r for r in rows if r["target"] == t]
+        order = pareto_front([((r.get("latency_ms") or {}).get("p50"), _pct(r.get("accuracy"))) for r in trows])
+        front = set(order)
+        out += [f"## Target `{t}`{_describe(t)}", ""]
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
+        for i, r in enumerate(trows):
+            lat, fixed = r.get("latency_ms") or {}, r.get("latency_fixed_ms") or {}
+            name = f"**{r['artifact']}**" if i in front else r["artifact"]
+            sp = r.get("speedup_vs_reference")
+            cells = [name, r.get("precision", "—"), _acc_cell(r), _f(r.get("f1"), "{:.3f}"),
+                     _f(lat.get("p50")), _f(lat.get("p90")), _f(lat.get("p99")), _f(fixed.get("p50")),
+                     _f(r.get("throughput_sps"), "{:.1f}"), _f(r.get("size_mb"), "{:.1f}"), _si(r.get("params")),
+                     _si(r.get("macs")), _f(r.get("peak_rss_mb"), "{:.0f}"), _f(sp, "{:.2f}x")]
+            out.append("| " + " | ".join(cells) + " |")
+        names = [trows[i]["artifact"] for i in order]
+        out += ["", f"Pareto front (fastest to most accurate): {', '.join(names) or '—'}", ""]
+
+    if len(_targets(rows)) > 1:
+        idx = pareto_front([((r.get("latency_ms") or {}).get("p50"), _pct(r.get("accuracy"))) for r in rows])
+        out += ["## Across targets", "",
+                "Pareto front over every row: " + ", ".join(f"{rows[i]['artifact']} on `{rows[i]['target']}`"
+                                                            for i in idx), ""]
+    refs = sorted({r["reference"] for r in rows if r.get("reference")})
+    if image:
+        out += [f"![accuracy vs p50 latency, one panel per target]({image})", ""]
+    out += ["## What each column means", ""]
+    out += [f"- **{k}**: {v}" for k, v in LEGEND]
+    if refs:
+        out.append(f"- reference row(s): {', '.join(refs)}")
+    out.append("")
+    return "\n".join(out)
+
+
+def _describe(target: str) -> str:
+    try:
+        from .targets import TARGETS
+    except ImportError:
+        return ""
+    info = TARGETS.get(target)
+    return f" — {info.description}" if info else ""
+
+
+# ---------------------------------------------------------------------------------------------- plot
+
+def plot_pareto(report: dict, path: str | Path) -> Path:
+    """Accuracy (%) against p50 latency at real lengths, one panel per target, the Pareto front
+    drawn as a step line (the best accuracy reachable within a latency budget)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    rows = report.get("rows", [])
+    targets = _targets(rows) or ["(no rows)"]
+    fig, axes = plt.subplots(1, len(targets), figsize=(5.2 * len(targets), 4.2), squeeze=False, sharey=True)
+    for ax, t in zip(axes[0], targets):
+        trows = [r for r in rows if r.get("target") == t]
+        pts = [((r.get("latency_ms") or {}).get("p50"), _pct(r.get("accuracy"))) for r in trows]
+        ok = [i for i, (x, y) in enumerate(pts) if x is not None and y is not None]
+        front = pareto_front(pts)
+        ax.scatter([pts[i][0] for i in ok], [pts[i][1] for i in ok], s=36, color="tab:blue", zorder=3)
+        for i in ok:
+            ax.annotate(trows[i]["artifact"], pts[i], textcoords="offset points", xytext=(5, 5), fontsize=8)
+        if front:
+            fx, fy = [pts[i][0] for i in front], [pts[i][1] for i in front]
+            ax.step(fx, fy, where="post", color="tab:red", lw=1.5, label="Pareto front", zorder=2)
+            ax.scatter(fx, fy, s=110, facecolors="none", edgecolors="tab:red", lw=1.5, zorder=4)
+            ax.legend(loc="lower right", fontsize=8)
+        if ok:
+            xs = [pts[i][0] for i in ok]
+            ax.set_xlim(0, max(xs) * 1.25)
+        ax.margins(y=0.15)
+        ax.set_title(f"target: {t}")
+        ax.set_xlabel("p50 latency, batch 1, real lengths (ms)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    name = (report.get("recipe") or {}).get("name", "")
+    fig.suptitle(f"accuracy vs latency{': ' + name if name else ''}", fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".part.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
