@@ -7,6 +7,7 @@ fails with ExportParityError. `optimize: true` adds ONNX Runtime transformer fus
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 from pydantic import Field, PositiveInt
@@ -14,17 +15,24 @@ from pydantic import Field, PositiveInt
 from .base import StageConfig
 from ..recipe import Strict
 
+log = logging.getLogger("edgeft")
+
 
 class ParityConfig(Strict):
     samples: PositiveInt = Field(256, description="real validation samples compared (all if fewer)")
     max_abs_diff: float | None = Field(None, gt=0, description="max |Δlogit|; default: the task's tolerance")
     min_agreement: float = Field(0.999, ge=0, le=1, description="argmax agreement floor")
+    batch_size: PositiveInt = Field(32, description="samples per batch, padded to the batch's longest")
+    single_runs: int = Field(8, ge=0, description="extra batch-1 runs at natural length (dynamic axes)")
 
 
 class ExportConfig(StageConfig):
     type: Literal["export"]
     opset: int = Field(18, ge=14, le=23)
     optimize: bool = Field(True, description="ONNX Runtime transformer fusions (verified by the gate)")
+    opt_level: Literal[0, 1, 2, 99] = Field(
+        1, description="ONNX Runtime graph optimizations applied with the fusions: 0/1 keep the file "
+                       "portable across runtimes and devices; 2/99 bake in CPU-specific rewrites")
     parity: ParityConfig = ParityConfig()
 
     accepts = ("torch",)
@@ -34,4 +42,90 @@ class ExportConfig(StageConfig):
 
 
 def run(cfg: ExportConfig, inputs: dict, ctx):
-    raise NotImplementedError("export.run")
+    import shutil
+
+    import numpy as np
+    import torch
+
+    from ..ops import onnx_export as ox
+    from ..ops.parity import compare_runs, output_failures, parity_feeds, parity_gate
+
+    task, src = ctx.task, inputs.get("input")
+    splits = ctx.splits()
+    if src is None:                      # first stage: the recipe's model, with a head for our labels
+        from ..models import resolve_source
+        model_dir, torch_source = resolve_source(ctx.recipe.model.source), "model:" + ctx.recipe.model.source
+        torch.manual_seed(ctx.recipe.seed)   # a new head is initialized: same recipe, same export
+        model = task.load_model(model_dir, splits.label_names)
+    else:
+        model_dir, torch_source = src.path, src.key
+        model = task.load_model(model_dir)
+    model = model.float().eval()
+    processor = task.load_processor(model_dir)
+    names = task.input_names(processor)
+    max_len = ctx.recipe.data.max_length
+
+    def encode(texts):
+        return task.encode(processor, texts, max_len)
+
+    val = splits.validation
+    n = min(cfg.parity.samples, len(val))
+    feeds, n_batched = parity_feeds(val.items[:n], encode, cfg.parity.batch_size, cfg.parity.single_runs)
+    reference = [task.torch_forward(model, f) for f in feeds]
+    tol = cfg.parity.max_abs_diff or task.FP32_TOLERANCE
+
+    work = ctx.out_dir / ".work"
+    plain = work / "model.onnx"
+    log.info("export: tracing %s to ONNX (opset %d, inputs %s)", type(model).__name__, cfg.opset, ", ".join(names))
+    ox.export_onnx(model, encode(val.items[:2]), plain, names, task.OUTPUT_NAMES, cfg.opset, task.INPUT_AXES)
+
+    def gate(path, what):
+        sess = ox.session(path)
+        _, outs = ox.io_names(sess)
+        pick = outs.index(task.OUTPUT_NAMES[0]) if task.OUTPUT_NAMES[0] in outs else 0
+        cand = [ox.run_session(sess, f)[pick] for f in feeds]
+        figures, shapes = compare_runs(reference, cand)
+        failures = output_failures(outs, task.OUTPUT_NAMES, shapes)
+        log.info("export: parity of %s on %d validation samples + %d batch-1 runs: max |Δlogit| %.2e, "
+                 "agreement %.4f", what, n, len(feeds) - n_batched, figures["max_abs_diff"], figures["agreement"])
+        parity_gate(f"{ctx.stage_name}: {what}", figures, tol, cfg.parity.min_agreement, failures)
+        return figures, cand
+
+    plain_figures, cand = gate(plain, "ONNX export")
+    fusions: dict = {}
+    final = ctx.out_dir / "model.onnx"
+    if cfg.optimize:
+        c = model.config
+        pruned = bool(getattr(c, "pruned_heads", None))   # per-layer head counts differ: let ORT detect
+        heads = 0 if pruned else getattr(c, "num_attention_heads", getattr(c, "n_heads", 0))
+        hidden = 0 if pruned else getattr(c, "hidden_size", getattr(c, "dim", 0))
+        fusions = ox.optimize_transformer(plain, final, ox.optimizer_model_type(c.model_type), heads, hidden,
+                                          cfg.opt_level)
+        log.info("export: ONNX Runtime fusions: %s", ", ".join(f"{k} {v}" for k, v in fusions.items()) or "none")
+        figures, cand = gate(final, "ONNX export with ONNX Runtime fusions (optimize: true; "
+                                          "optimize: false ships the plain export)")
+    else:
+        for f in work.iterdir():          # model.onnx (plus external data, only past 2 GB)
+            shutil.move(str(f), ctx.out_dir / f.name)
+        figures = plain_figures
+    shutil.rmtree(work, ignore_errors=True)
+
+    # self-contained: the tokenizer and config next to model.onnx (load_processor works on it)
+    processor.save_pretrained(ctx.out_dir)
+    model.config.save_pretrained(ctx.out_dir)
+
+    labels = val.labels[:n]
+    ref_logits, cand_logits = np.concatenate(reference[:n_batched]), np.concatenate(cand[:n_batched])
+    meta = {
+        "precision": "fp32", "torch_source": torch_source, "opset": cfg.opset, "inputs": names,
+        "exporter": f"torch.onnx TorchScript tracer (torch {torch.__version__})",
+        "optimized": cfg.optimize, "fusions": fusions,
+        "parity": figures, "parity_limits": {"max_abs_diff": tol, "min_agreement": cfg.parity.min_agreement},
+        "parity_batch1_runs": len(feeds) - n_batched,
+        "val_accuracy_fp32": task.metrics(ref_logits, labels)["accuracy"],
+        "val_accuracy_onnx": task.metrics(cand_logits, labels)["accuracy"],
+        "size_mb": round(ox.file_size_mb(final), 2),
+    }
+    if cfg.optimize:
+        meta["parity_unoptimized"] = plain_figures
+    return ctx.artifact(kind="onnx", file="model.onnx", meta=meta)

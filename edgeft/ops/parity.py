@@ -1,0 +1,88 @@
+"""Parity between a source model and its export: figures from two logits arrays, and the gate.
+
+`compare_logits` turns (reference, candidate) logits into figures; `parity_gate` checks the figures
+against the limits and raises ExportParityError listing every failed check with its numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ExportParityError
+
+
+def compare_logits(reference, candidate) -> dict:
+    """Figures for two logits arrays of the same shape ([n, classes] or [classes]).
+
+    max_abs_diff / mean_abs_diff: |Δlogit| over every element; agreement: fraction of rows whose
+    argmax is the same; n: rows compared. Non-finite candidates count as infinitely far away.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    cand = np.asarray(candidate, dtype=np.float64)
+    if ref.shape != cand.shape:
+        raise ValueError(f"logits shapes differ: reference {ref.shape}, candidate {cand.shape}")
+    if ref.ndim == 1:
+        ref, cand = ref[None], cand[None]
+    n = int(ref.shape[0])
+    if n == 0:
+        return {"max_abs_diff": 0.0, "mean_abs_diff": 0.0, "agreement": 1.0, "n": 0}
+    diff = np.abs(ref - cand)
+    diff[~np.isfinite(diff)] = np.inf
+    agree = ref.argmax(-1) == cand.argmax(-1)
+    return {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
+            "agreement": float(agree.mean()), "n": n}
+
+
+def output_failures(output_names: list[str], expected_names: list[str],
+                    shapes: list[tuple[tuple, tuple]] = ()) -> list[str]:
+    """Structural checks: output names, and (reference shape, candidate shape) pairs that must match."""
+    failures = []
+    if list(output_names) != list(expected_names):
+        failures.append(f"output names are {list(output_names)}, expected {list(expected_names)}")
+    bad = [(r, c) for r, c in shapes if tuple(r) != tuple(c)]
+    if bad:
+        r, c = bad[0]
+        failures.append(f"output shape {tuple(c)} differs from the source's {tuple(r)} "
+                        f"({len(bad)} of {len(shapes)} runs)")
+    return failures
+
+
+def parity_gate(what: str, figures: dict, max_abs_diff: float | None = None, min_agreement: float | None = None,
+                failures: list[str] = ()) -> dict:
+    """Raise ExportParityError listing every failed check (with its figures); return figures if all pass.
+
+    `failures` carries structural problems found earlier (names, shapes) so one error lists them all.
+    """
+    failures = list(failures)
+    if max_abs_diff is not None and not figures["max_abs_diff"] <= max_abs_diff:   # NaN fails too
+        failures.append(f"max |Δlogit| {figures['max_abs_diff']:.3g} > {max_abs_diff:.3g}")
+    if min_agreement is not None and not figures["agreement"] >= min_agreement:
+        failures.append(f"argmax agreement {figures['agreement']:.4f} < {min_agreement:.4f} "
+                        f"on {figures['n']} samples")
+    if failures:
+        raise ExportParityError(what, figures, failures)
+    return figures
+
+
+def parity_feeds(texts: list, encode, batch_size: int = 32, singles: int = 8) -> tuple[list[dict], int]:
+    """Feeds for a parity check: `texts` in batches padded to their longest item (covering every
+    text once, in order), then `singles` batch-1 runs at natural length spread over the texts, so
+    the dynamic batch and sequence axes are both exercised. Returns (feeds, number of batched feeds)."""
+    feeds = [encode(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)]
+    n_batched = len(feeds)
+    if texts and singles:
+        idx = sorted(set(np.linspace(0, len(texts) - 1, min(singles, len(texts))).round().astype(int).tolist()))
+        feeds += [encode([texts[i]]) for i in idx]
+    return feeds, n_batched
+
+
+def compare_runs(reference: list, candidate: list) -> tuple[dict, list[tuple[tuple, tuple]]]:
+    """Figures over many runs (lists of logits arrays, one per feed), skipping runs whose shapes
+    differ; returns (figures, [(reference shape, candidate shape)] for every run)."""
+    shapes = [(tuple(np.shape(r)), tuple(np.shape(c))) for r, c in zip(reference, candidate)]
+    pairs = [(r, c) for (r, c), (rs, cs) in zip(zip(reference, candidate), shapes) if rs == cs]
+    if not pairs:
+        return {"max_abs_diff": float("inf"), "mean_abs_diff": float("inf"), "agreement": 0.0, "n": 0}, shapes
+    ref = np.concatenate([np.reshape(r, (-1, np.shape(r)[-1])) for r, _ in pairs])
+    cand = np.concatenate([np.reshape(c, (-1, np.shape(c)[-1])) for _, c in pairs])
+    return compare_logits(ref, cand), shapes

@@ -1,0 +1,242 @@
+"""INT8 with ONNX Runtime: dynamic and static (QDQ) quantization, calibration reader, op summaries.
+
+Choices (measured on AVX-512 VNNI, see stages/quantize.py):
+- weights int8 symmetric, activations uint8 asymmetric: the u8×s8 VNNI path. Static with int8
+  activations (s8×s8) falls back to slow kernels in ONNX Runtime's CPU provider (~10x slower).
+- dynamic quantizes every op ONNX Runtime has an integer kernel for (MatMul, Attention -> QAttention,
+  Gather / EmbedLayerNormalization -> int8 embeddings), so a fused graph is quantized whole.
+- static QDQ needs an unfused graph: ONNX Runtime has no QDQ form of the fused Attention and
+  EmbedLayerNormalization ops (their weights would stay FP32).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .onnx_export import TWO_GB, op_counts, quiet_library_logs, scratch_tempdir
+
+# fused ops from ONNX Runtime's transformer optimizer that static QDQ quantization cannot handle
+FUSED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization")
+# op types that only appear in quantized graphs
+QUANT_OPS = ("DynamicQuantizeLinear", "MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul",
+             "QAttention", "QEmbedLayerNormalization", "QuantizeLinear", "DequantizeLinear",
+             "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul", "ConvInteger", "QLinearConv")
+CALIBRATE_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+# histogram calibrators: 2048 bins; entropy searches thresholds for 256 levels (uint8 activations)
+CALIBRATOR_OPTIONS = {"minmax": {}, "entropy": {"num_bins": 2048, "num_quantized_bins": 256},
+                      "percentile": {"num_bins": 2048, "percentile": 99.999}}
+# static: ops with weights (MatMul, Gemm) and embedding lookups (Gather: int8 tables, the bulk of the
+# size). Quantizing everything QDQ can (LayerNormalization, Softmax, Add, ...) cost ~17 points of
+# argmax agreement on a fine-tuned MiniLM (0.77 vs 0.94).
+STATIC_OP_TYPES = ("MatMul", "Gemm", "Gather")
+
+
+def fused_ops(path: str | Path) -> dict[str, int]:
+    """Counts of fused transformer ops present in the graph (empty if none)."""
+    return {k: v for k, v in op_counts(path).items() if k in FUSED_OPS}
+
+
+def quantize_dynamic_int8(src: str | Path, dst: str | Path, per_channel: bool = True,
+                          op_types: list[str] | None = None, reduce_range: bool = False) -> Path:
+    """Dynamic INT8: int8 symmetric weights, activations quantized to uint8 at run time.
+    op_types None = every op ONNX Runtime has an integer kernel for."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    dst = Path(dst)
+    with scratch_tempdir(dst.parent / ".ort-tmp"), quiet_library_logs():
+        quantize_dynamic(str(src), str(dst), op_types_to_quantize=op_types, per_channel=per_channel,
+                         reduce_range=reduce_range, weight_type=QuantType.QInt8,
+                         use_external_data_format=_needs_external(src),
+                         # the traced graph leaves some MatMul outputs untyped; they are all float
+                         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
+                                        "DefaultTensorType": onnx.TensorProto.FLOAT})
+    _rmtree(dst.parent / ".ort-tmp")
+    return dst
+
+
+class BatchReader:
+    """An onnxruntime CalibrationDataReader over prepared feeds (dicts of numpy arrays)."""
+
+    def __init__(self, feeds: Iterable[dict[str, np.ndarray]], total: int | None = None, progress: bool = True):
+        self._feeds = list(feeds)
+        self._it = None
+        self._bar = None
+        self.progress = progress
+        self.total = total or len(self._feeds)
+
+    def get_next(self):
+        if self._it is None:
+            self._it = iter(self._feeds)
+            if self.progress:
+                from tqdm.auto import tqdm
+                self._bar = tqdm(total=self.total, desc="calibrating", unit="sample", leave=False)
+        feed = next(self._it, None)
+        if self._bar is not None:
+            if feed is None:
+                self._bar.close()
+            else:
+                self._bar.update(len(next(iter(feed.values()))))
+        return feed
+
+    def rewind(self):
+        self._it = None
+
+    def set_range(self, start_index: int, end_index: int):   # used by ORT's batched calibration
+        self._it = iter(self._feeds[start_index:end_index])
+
+
+def calibration_reader(texts: list, encode: Callable[[list], dict[str, np.ndarray]], input_names: list[str],
+                       batch_size: int = 1, progress: bool = True):
+    """A CalibrationDataReader over `texts`, encoded `batch_size` at a time (batch 1 = natural length,
+    so no padding enters the activation ranges). Only the graph's inputs are fed."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    feeds = []
+    for i in range(0, len(texts), batch_size):
+        enc = encode(texts[i:i + batch_size])
+        feeds.append({k: v for k, v in enc.items() if k in input_names})
+
+    class _Reader(BatchReader, CalibrationDataReader):
+        pass
+
+    return _Reader(feeds, total=len(texts), progress=progress)
+
+
+def preprocess(src: str | Path, dst: str | Path) -> Path:
+    """ONNX Runtime's quantization pre-processing (ORT basic optimizations + ONNX shape inference).
+    Symbolic shape inference is skipped: it fails on transformers 4.57 BERT exports."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    dst = Path(dst)
+    with scratch_tempdir(dst.parent / ".ort-tmp"), quiet_library_logs():
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True,
+                          save_as_external_data=_needs_external(src))
+    _rmtree(dst.parent / ".ort-tmp")
+    return dst
+
+
+def static_calibration(src: str | Path, reader, cache_path: str | Path, calibrate_method: str = "minmax",
+                       op_types: list[str] = STATIC_OP_TYPES) -> Path:
+    """Activation ranges of the graph's `op_types` tensors over `reader`, saved as an ONNX Runtime
+    calibration cache (JSON) for quantize_static_int8.
+
+    Calibrating here rather than inside quantize_static lets the histogram methods have enough bins:
+    quantize_static builds its entropy calibrator with 128 bins for 128 quantized bins, which leaves
+    one candidate threshold (the full range), so `entropy` silently equals `minmax` there."""
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    cache_path = Path(cache_path)
+    method = getattr(CalibrationMethod, CALIBRATE_METHODS[calibrate_method])
+    with scratch_tempdir(cache_path.parent / ".ort-tmp") as tmp, quiet_library_logs(), _ragged_histograms(), \
+            contextlib.redirect_stdout(io.StringIO()):            # the histogram calibrators print
+        calibrator = create_calibrator(Path(src), list(op_types), augmented_model_path=str(tmp / "augmented.onnx"),
+                                       calibrate_method=method, use_external_data_format=_needs_external(src),
+                                       providers=["CPUExecutionProvider"],
+                                       extra_options=dict(CALIBRATOR_OPTIONS[calibrate_method]))
+        calibrator.collect_data(reader)
+        save_tensors_data(calibrator.compute_data(), cache_path)
+        del calibrator
+    _rmtree(cache_path.parent / ".ort-tmp")
+    return cache_path
+
+
+def quantize_static_int8(src: str | Path, dst: str | Path, calibration_cache: str | Path,
+                         calibrate_method: str = "minmax", per_channel: bool = True,
+                         op_types: list[str] = STATIC_OP_TYPES, nodes_to_exclude: list[str] | None = None,
+                         reduce_range: bool = False) -> Path:
+    """Static INT8 in QDQ format: int8 symmetric weights (per channel), uint8 asymmetric activations
+    with the ranges of `calibration_cache` (from static_calibration, same op_types and method).
+    `src` should be pre-processed and unfused. nodes_to_exclude None = activation x activation
+    MatMuls (attention scores): int8 there cost accuracy and measured no faster."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if nodes_to_exclude is None:
+        nodes_to_exclude = activation_matmuls(src)
+    dst = Path(dst)
+    with scratch_tempdir(dst.parent / ".ort-tmp"), quiet_library_logs():
+        quantize_static(str(src), str(dst), None, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types),
+                        per_channel=per_channel, reduce_range=reduce_range,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=getattr(CalibrationMethod, CALIBRATE_METHODS[calibrate_method]),
+                        nodes_to_exclude=nodes_to_exclude, calibration_cache_path=str(calibration_cache),
+                        use_external_data_format=_needs_external(src),
+                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+    _rmtree(dst.parent / ".ort-tmp")
+    return dst
+
+
+def activation_matmuls(path: str | Path) -> list[str]:
+    """Names of MatMul nodes with no constant input (e.g. attention scores Q·Kᵀ and probs·V)."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    consts = {i.name for i in m.graph.initializer}
+    consts |= {o for n in m.graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in m.graph.node if n.op_type == "MatMul" and not any(i in consts for i in n.input)]
+
+
+@contextlib.contextmanager
+def _ragged_histograms():
+    """Let entropy/percentile calibration take batches of different sequence lengths.
+
+    ONNX Runtime's HistogramCollector turns each tensor's list of per-batch arrays into one array
+    with np.asarray, which fails when the arrays differ in shape (every sample at its own length).
+    It flattens that array right after, so flattening and joining the list first is the same data."""
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    original = HistogramCollector.collect
+
+    def collect(self, name_to_arr):
+        flat = {k: np.concatenate([np.ravel(a) for a in v]) if isinstance(v, list) and v else v
+                for k, v in name_to_arr.items()}
+        return original(self, flat)
+
+    HistogramCollector.collect = collect
+    try:
+        yield
+    finally:
+        HistogramCollector.collect = original
+
+
+def quantization_summary(quant_path: str | Path) -> dict:
+    """What got quantized: counts of quantization ops; matrix products that run in int8
+    (MatMulInteger, QAttention, QLinearMatMul, QGemm, or MatMul/Gemm fed by DequantizeLinear in QDQ
+    form); those left in float, and of these the ones with a weight (a constant input) — dynamic
+    quantization leaves activation x activation products (attention scores) in float by design."""
+    import onnx
+
+    qm = onnx.load(str(quant_path), load_external_data=False)
+    counts = op_counts(quant_path)
+    consts = {i.name for i in qm.graph.initializer}
+    dq_out = {o for n in qm.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    int8 = float_ = float_weight = 0
+    for n in qm.graph.node:
+        if n.op_type in ("MatMulInteger", "QAttention", "QLinearMatMul", "QGemm", "DynamicQuantizeMatMul",
+                         "MatMulIntegerToFloat"):
+            int8 += 1
+        elif n.op_type in ("MatMul", "Gemm", "Attention", "MultiHeadAttention"):
+            if any(i in dq_out for i in n.input[:2]):
+                int8 += 1
+            else:
+                float_ += 1
+                float_weight += any(i in consts for i in n.input[1:3])
+    return {"ops": {k: v for k, v in sorted(counts.items()) if k in QUANT_OPS},
+            "matmul_int8": int8, "matmul_float": float_, "weight_matmul_float": float_weight}
+
+
+def _needs_external(src: str | Path) -> bool:
+    p = Path(src)
+    return sum(q.stat().st_size for q in p.parent.glob(p.name + "*")) >= TWO_GB
+
+
+def _rmtree(p: Path) -> None:
+    import shutil
+
+    shutil.rmtree(p, ignore_errors=True)

@@ -1,0 +1,161 @@
+"""quantize: dynamic and static INT8 of a real export, calibrated and checked on real Rotten Tomatoes
+text. One FP32 export is shared by every test of this file.
+
+The model is the shipped MiniLM with a linear probe fitted on its pooled features (seconds, no
+fine-tuning): a random head's logits all sit near its decision boundary, where any quantization
+noise flips argmax, which would make the agreement figures meaningless.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from tests.conftest import small_recipe
+from edgeft.errors import DataError, ExportParityError, RecipeError
+from edgeft.recipe import validate_recipe
+from edgeft.runner import plan, run_recipe
+
+EXPORT = {"name": "onnx", "type": "export", "optimize": False, "parity": {"samples": 32}}
+PARITY = {"samples": 128, "min_agreement": 0.8}
+
+
+@pytest.fixture(scope="module")
+def probe_model(tmp_path_factory, minilm_path):
+    """The shipped MiniLM whose classifier is a logistic regression on its pooled train features."""
+    import numpy as np
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from edgeft.tasks import text_classification as task
+
+    splits = task.load_splits(validate_recipe(small_recipe()))
+    torch.manual_seed(0)
+    model, tok = task.load_model(minilm_path, splits.label_names), task.load_processor(minilm_path)
+    texts = splits.train.items
+    with torch.inference_mode():
+        feats = np.concatenate([model.bert(**tok(texts[i:i + 64], truncation=True, max_length=32, padding=True,
+                                                 return_tensors="pt")).pooler_output.numpy()
+                                for i in range(0, len(texts), 64)])
+    probe = LogisticRegression(C=10.0, max_iter=5000).fit(feats, splits.train.labels)
+    w, b = probe.coef_[0], probe.intercept_[0]
+    with torch.no_grad():
+        model.classifier.weight.copy_(torch.tensor(np.stack([-w / 2, w / 2])))
+        model.classifier.bias.copy_(torch.tensor([-b / 2, b / 2]))
+    out = tmp_path_factory.mktemp("probe") / "minilm-probe"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
+
+
+def _recipe(probe_model, stages):
+    return validate_recipe(small_recipe(model={"source": probe_model}, stages=stages))
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    from edgeft.calibration import write_manifest
+
+    path = tmp_path_factory.mktemp("calib") / "rt-32.yaml"
+    write_manifest(validate_recipe(small_recipe()), path, split="train", num_samples=32, seed=0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return tmp_path_factory.mktemp("quantize") / "runs"
+
+
+@pytest.fixture(scope="module")
+def quantized(runs, manifest, probe_model):
+    stages = [EXPORT,
+              {"name": "dyn", "type": "quantize", "input": "@onnx", "method": "dynamic", "parity": PARITY},
+              {"name": "static", "type": "quantize", "input": "@onnx", "method": "static",
+               "calibration": str(manifest), "parity": PARITY}]
+    return run_recipe(_recipe(probe_model, stages), runs_dir=runs).artifacts
+
+
+def _common_checks(art, fp32):
+    from edgeft.tasks import text_classification as task
+
+    m = art.meta
+    assert art.kind == "onnx" and art.file == "model.onnx" and m["precision"] == "int8"
+    assert m["torch_source"] == fp32.meta["torch_source"]
+    assert m["torch_source"].startswith("model:")
+    assert art.size_mb() < 0.4 * fp32.size_mb()
+    assert m["size_ratio"] < 0.4
+    assert {"max_abs_diff", "mean_abs_diff", "agreement", "n"} <= set(m["parity"])
+    assert m["parity"]["agreement"] >= PARITY["min_agreement"]
+    assert 0 <= m["val_accuracy_int8"] <= 1 and 0 <= m["val_accuracy_fp32"] <= 1
+    assert m["quantized_ops"]["matmul_int8"] >= 36      # 6 layers x 6 weight MatMuls
+    assert task.load_processor(art.path)("ok")["input_ids"][0] == 101
+    assert not any(p.name.startswith(".") for p in art.path.iterdir())
+
+
+def test_dynamic_int8(quantized):
+    from edgeft.ops.onnx_export import op_counts
+
+    art = quantized["dyn"]
+    _common_checks(art, quantized["onnx"])
+    ops = op_counts(art.main_path)
+    assert ops.get("MatMulInteger", 0) >= 36 and ops.get("DynamicQuantizeLinear", 0) > 0
+    assert art.meta["method"] == "dynamic" and art.meta["quantized_ops"]["weight_matmul_float"] == 0
+
+
+def test_static_int8_qdq(quantized, manifest):
+    from edgeft.ops.onnx_export import op_counts
+
+    art = quantized["static"]
+    _common_checks(art, quantized["onnx"])
+    ops = op_counts(art.main_path)
+    assert ops.get("QuantizeLinear", 0) > 0 and ops.get("DequantizeLinear", 0) > 0
+    m = art.meta
+    assert m["method"] == "static" and m["calibrate_method"] == "minmax"
+    want = yaml.safe_load(manifest.read_text())
+    assert m["calibration"]["sha256"] == want["sha256"] and m["calibration"]["num_samples"] == 32
+    assert m["calibration"]["manifest"] == str(manifest)
+    assert m["quantized_ops"]["weight_matmul_float"] == 0
+
+
+def test_static_with_a_stale_manifest_fails(quantized, runs, manifest, probe_model, tmp_path):
+    stale = tmp_path / "stale.yaml"
+    stale.write_text(manifest.read_text().replace(yaml.safe_load(manifest.read_text())["sha256"], "f" * 64))
+    stages = [EXPORT, {"name": "static", "type": "quantize", "method": "static", "calibration": str(stale)}]
+    recipe = _recipe(probe_model, stages)
+    with pytest.raises(DataError, match="the data changed"):
+        run_recipe(recipe, runs_dir=runs)          # the export is reused from the store
+    assert not (runs / ".store" / plan(recipe)[1].key).exists()
+
+
+def test_quantize_parity_failure_commits_nothing(quantized, runs, probe_model):
+    stages = [EXPORT, {"name": "dyn", "type": "quantize", "method": "dynamic", "per_channel": False,
+                       "parity": {"samples": 32, "max_abs_diff": 1e-6}}]
+    recipe = _recipe(probe_model, stages)
+    with pytest.raises(ExportParityError, match=re.escape("max |Δlogit|")) as e:
+        run_recipe(recipe, runs_dir=runs)
+    assert e.value.figures["max_abs_diff"] > 1e-6 and e.value.figures["n"] > 0
+    store = runs / ".store"
+    assert not (store / plan(recipe)[1].key).exists() and not list(store.glob(".tmp-*"))
+
+
+def test_static_needs_an_unfused_export(manifest):
+    stages = [{"name": "onnx", "type": "export"},             # optimize: true by default
+              {"name": "static", "type": "quantize", "method": "static", "calibration": str(manifest)}]
+    with pytest.raises(RecipeError, match="optimize: false"):
+        validate_recipe(small_recipe(stages=stages))
+
+
+def test_fused_ops_are_detected(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgeft.ops.quantization import fused_ops
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8])
+    node = helper.make_node("Attention", ["x"], ["y"], domain="com.microsoft", num_heads=2)
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(helper.make_graph([node], "g", [x], [y])), path)
+    assert fused_ops(path) == {"Attention": 1}
