@@ -11,10 +11,13 @@ from .errors import EdgeftError, RecipeError
 
 
 def _setup_logging(verbose: bool) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
+    # in a log file or CI, rich would wrap at 80 columns and cut figures in half
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        datefmt="[%X]", handlers=[RichHandler(show_path=False, markup=True)])
+                        datefmt="[%X]", handlers=[RichHandler(console=console, show_path=False, markup=True)])
     for noisy in ("httpx", "urllib3", "matplotlib", "PIL", "nncf"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

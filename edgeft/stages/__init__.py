@@ -75,6 +75,8 @@ def check_stages(stages, recipe, unparsed: dict[str, int] | None = None) -> list
         if s is None:
             continue
         ref = s.input or default_input(stages, i)
+        if not s.accepts and s.input:
+            problems.append((f"stages[{i}].input", f"a {s.type} stage takes no `input`"))
         if s.accepts:
             if ref is None:
                 if "torch" not in s.accepts:

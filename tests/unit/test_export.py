@@ -14,7 +14,7 @@ from edgeft.errors import ExportParityError
 from edgeft.recipe import validate_recipe
 from edgeft.runner import plan, run_recipe
 
-EXPORT = {"name": "onnx", "type": "export", "parity": {"samples": 64}}
+EXPORT = {"name": "onnx", "type": "export", "optimize": True, "parity": {"samples": 64}}
 
 
 @pytest.fixture(scope="module")

@@ -141,7 +141,7 @@ def test_quantize_parity_failure_commits_nothing(quantized, runs, probe_model):
 
 
 def test_static_needs_an_unfused_export(manifest):
-    stages = [{"name": "onnx", "type": "export"},             # optimize: true by default
+    stages = [{"name": "onnx", "type": "export", "optimize": True},
               {"name": "static", "type": "quantize", "method": "static", "calibration": str(manifest)}]
     with pytest.raises(RecipeError, match="optimize: false"):
         validate_recipe(small_recipe(stages=stages))
