@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from collections import Counter
@@ -115,7 +116,7 @@ def optimize_transformer(src: str | Path, dst: str | Path, model_type: str = "be
                             opt_level=opt_level, use_gpu=False)
         stats = {k: int(v) for k, v in om.get_fused_operator_statistics().items() if v}
         om.save_model_to_file(str(dst), use_external_data_format=om.model.ByteSize() >= TWO_GB)
-    _rmtree(dst.parent / ".ort-tmp")
+    shutil.rmtree(dst.parent / ".ort-tmp", ignore_errors=True)
     return stats
 
 
@@ -174,12 +175,6 @@ def onnx_files(folder: str | Path) -> list[Path]:
     """The model's files in a folder: *.onnx and their external data."""
     folder = Path(folder)
     return sorted(p for p in folder.iterdir() if p.suffix == ".onnx" or p.name.endswith((".onnx.data", ".onnx_data")))
-
-
-def _rmtree(p: Path) -> None:
-    import shutil
-
-    shutil.rmtree(p, ignore_errors=True)
 
 
 def file_size_mb(path: str | Path) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -56,7 +57,7 @@ def quantize_dynamic_int8(src: str | Path, dst: str | Path, per_channel: bool = 
                          # the traced graph leaves some MatMul outputs untyped; they are all float
                          extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
                                         "DefaultTensorType": onnx.TensorProto.FLOAT})
-    _rmtree(dst.parent / ".ort-tmp")
+    shutil.rmtree(dst.parent / ".ort-tmp", ignore_errors=True)
     return dst
 
 
@@ -117,7 +118,7 @@ def preprocess(src: str | Path, dst: str | Path) -> Path:
     with scratch_tempdir(dst.parent / ".ort-tmp"), quiet_library_logs():
         quant_pre_process(str(src), str(dst), skip_symbolic_shape=True,
                           save_as_external_data=_needs_external(src))
-    _rmtree(dst.parent / ".ort-tmp")
+    shutil.rmtree(dst.parent / ".ort-tmp", ignore_errors=True)
     return dst
 
 
@@ -143,7 +144,7 @@ def static_calibration(src: str | Path, reader, cache_path: str | Path, calibrat
         calibrator.collect_data(reader)
         save_tensors_data(calibrator.compute_data(), cache_path)
         del calibrator
-    _rmtree(cache_path.parent / ".ort-tmp")
+    shutil.rmtree(cache_path.parent / ".ort-tmp", ignore_errors=True)
     return cache_path
 
 
@@ -168,7 +169,7 @@ def quantize_static_int8(src: str | Path, dst: str | Path, calibration_cache: st
                         nodes_to_exclude=nodes_to_exclude, calibration_cache_path=str(calibration_cache),
                         use_external_data_format=_needs_external(src),
                         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
-    _rmtree(dst.parent / ".ort-tmp")
+    shutil.rmtree(dst.parent / ".ort-tmp", ignore_errors=True)
     return dst
 
 
@@ -234,9 +235,3 @@ def quantization_summary(quant_path: str | Path) -> dict:
 def _needs_external(src: str | Path) -> bool:
     p = Path(src)
     return sum(q.stat().st_size for q in p.parent.glob(p.name + "*")) >= TWO_GB
-
-
-def _rmtree(p: Path) -> None:
-    import shutil
-
-    shutil.rmtree(p, ignore_errors=True)

@@ -44,6 +44,13 @@ def default_input(stages, index: int) -> str | None:
     return None
 
 
+def input_stage(stages, stage):
+    """The parsed stage whose artifact `stage` takes as `input` (explicit or default), or None."""
+    idx = next((i for i, s in enumerate(stages) if s is stage), None)
+    ref = stage.input or (default_input(stages, idx) if idx is not None else None)
+    return next((s for s in stages if s is not None and ref and s.name == ref[1:]), None)
+
+
 def check_stages(stages, recipe, unparsed: dict[str, int] | None = None) -> list[tuple[str, str]]:
     """Whole-recipe checks: unique names, @refs to earlier stages of an accepted kind, stage checks."""
     problems: list[tuple[str, str]] = []

@@ -65,15 +65,11 @@ class QuantizeConfig(StageConfig):
             if manifest and manifest.source != data_source_id(recipe.data):
                 problems.append(("calibration", f"manifest was drawn from {manifest.source!r}, "
                                                 f"but the recipe's data is {data_source_id(recipe.data)!r}"))
-        # quantizing an already-quantized model is a mistake we can see now
-        names = {s.name: s for s in stages if s is not None}
-        ref = self.input[1:] if self.input else None
-        if ref is None:
-            idx = next((i for i, s in enumerate(stages) if s is self), None)
-            from . import default_input
-            d = default_input(stages, idx) if idx is not None else None
-            ref = d[1:] if d else None
-        src = names.get(ref) if ref else None
+        # what the input stage makes is known now: catch an already-INT8 or a fused input before any work
+        from . import input_stage
+
+        src = input_stage(stages, self)
+        ref = src.name if src is not None else None
         if src is not None and self.method == "static" and getattr(src, "type", None) == "export" \
                 and getattr(src, "optimize", False):
             problems.append(("input", f"static INT8 needs an unfused FP32 graph, but @{ref} has `optimize: true` "
