@@ -7,6 +7,7 @@ Heavy libraries are never imported here, so `edgeft validate` is instant.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -15,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from .errors import RecipeError
+
+log = logging.getLogger("edgeft")
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 TASKS = ("text-classification",)
@@ -64,6 +67,7 @@ class DataConfig(Strict):
 class Recipe(Strict):
     name: str = Field(pattern=NAME_RE)
     seed: int = 0
+    strict: bool = Field(False, description="treat validation warnings (e.g. pruning no target speeds up) as errors")
     task: Literal[TASKS]  # type: ignore[valid-type]
     model: ModelConfig
     data: DataConfig
@@ -218,6 +222,12 @@ def validate_recipe(raw: dict, base_dir: Path = Path("."), source: str = "recipe
     if recipe is not None:
         # cross-checks run even when some stages failed to parse: the user sees every problem at once
         problems += stage_registry.check_stages(parsed_stages, recipe, _unparsed_names(raw_stages, parsed_stages))
+        warnings = stage_registry.stage_warnings(parsed_stages, recipe)
+        if recipe.strict:
+            problems += [(path, f"{reason} (an error because the recipe has `strict: true`)") for path, reason in warnings]
+        else:
+            for path, reason in warnings:
+                log.warning("%s: %s: %s", source, path, reason)
         if check_data:
             from .tasks import get_task
             problems += get_task(recipe.task).check_data(recipe)

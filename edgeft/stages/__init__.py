@@ -1,7 +1,7 @@
 """The one place stages are registered: a discriminated union of configs and their run functions.
 
 To add a stage: write `stages/x.py` with `XConfig` (type: Literal["x"]) and `run(cfg, inputs, ctx)`,
-then add it to CONFIGS and RUNNERS below. Run functions are imported lazily (heavy libraries).
+then add it to CONFIGS below. Run functions are imported lazily (heavy libraries).
 """
 
 from __future__ import annotations
@@ -12,12 +12,16 @@ from typing import Annotated, Union
 from pydantic import Field, TypeAdapter
 
 from .benchmark import BenchmarkConfig
+from .distill import DistillConfig
 from .export import ExportConfig
 from .finetune import FinetuneConfig
+from .prune import PruneConfig
 from .quantize import QuantizeConfig
 
 CONFIGS = {
     "finetune": FinetuneConfig,
+    "prune": PruneConfig,
+    "distill": DistillConfig,
     "export": ExportConfig,
     "quantize": QuantizeConfig,
     "benchmark": BenchmarkConfig,
@@ -96,3 +100,17 @@ def check_stages(stages, recipe, unparsed: dict[str, int] | None = None) -> list
         for path, reason in s.check(recipe, stages):
             problems.append((f"stages[{i}].{path}" if path else f"stages[{i}]", reason))
     return problems
+
+
+def stage_warnings(stages, recipe) -> list[tuple[str, str]]:
+    """Every parsed stage's warnings, with full key paths."""
+    out = []
+    for i, s in enumerate(stages):
+        if s is not None:
+            out += [(f"stages[{i}].{p}" if p else f"stages[{i}]", r) for p, r in s.warnings(recipe, stages)]
+    return out
+
+
+def recipe_targets(stages) -> set[str]:
+    """Every target some benchmark stage of the recipe measures on."""
+    return {t for s in stages if s is not None for t in getattr(s, "targets", None) or ()}

@@ -36,6 +36,11 @@ class StageConfig(Strict):
         to parse): (key path relative to the stage, reason)."""
         return []
 
+    def warnings(self, recipe, stages: list) -> list[tuple[str, str]]:
+        """Things that are allowed but probably not what the user wants: (key path, reason).
+        Logged at load time; errors when the recipe sets `strict: true`."""
+        return []
+
     def key_config(self) -> dict:
         """The config as it enters the cache key. The stage's name and its `input` ref are left out
         (the input's key is in the cache key already): renaming a stage redoes nothing."""

@@ -20,8 +20,8 @@ log = logging.getLogger("edgeft")
 SCRATCH = ".checkpoints"   # Trainer's checkpoints (keep-best) live here, inside out_dir, and are deleted
 
 
-class FinetuneConfig(StageConfig):
-    type: Literal["finetune"]
+class TrainConfig(StageConfig):
+    """Training settings shared by finetune and distill."""
     epochs: float = Field(2.0, gt=0)
     lr: float = Field(5e-5, gt=0, le=1)
     batch_size: PositiveInt = 32
@@ -29,12 +29,21 @@ class FinetuneConfig(StageConfig):
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
-    freeze_embeddings: bool = False
-    freeze_layers: NonNegativeInt = Field(0, description="freeze the first N encoder layers")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU")
     group_by_length: bool = Field(True, description="batch similar lengths together: less padding, faster")
     keep_best: bool = Field(True, description="keep the epoch with the best validation accuracy")
+
+    accepts = ("torch",)
+
+    def produces(self) -> str:
+        return "torch"
+
+
+class FinetuneConfig(TrainConfig):
+    type: Literal["finetune"]
+    freeze_embeddings: bool = False
+    freeze_layers: NonNegativeInt = Field(0, description="freeze the first N encoder layers")
 
     accepts = ("torch",)
 
@@ -54,7 +63,7 @@ def resolve_precision(requested: str, cuda: bool, bf16_ok: bool) -> str:
     return requested
 
 
-def _encode(processor, split, max_length: int) -> list[dict]:
+def encode_examples(processor, split, max_length: int) -> list[dict]:
     """One dict per example (unpadded token ids + label): DataCollatorWithPadding pads per batch."""
     keep = list(processor.model_input_names)
     enc = processor(list(split.items), truncation=True, max_length=max_length)
@@ -63,8 +72,7 @@ def _encode(processor, split, max_length: int) -> list[dict]:
 
 
 def run(cfg: FinetuneConfig, inputs: dict, ctx):
-    import torch
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+    from transformers import set_seed
 
     from ..models import resolve_source
     from ..ops.training import count_params, freeze
@@ -72,9 +80,6 @@ def run(cfg: FinetuneConfig, inputs: dict, ctx):
     recipe, task = ctx.recipe, ctx.task
     src = inputs.get("input")
     model_dir = str(src.main_path) if src is not None else resolve_source(recipe.model.source)
-    cuda = torch.cuda.is_available()
-    precision = resolve_precision(cfg.precision, cuda, cuda and torch.cuda.is_bf16_supported())
-
     splits = ctx.splits()
     set_seed(recipe.seed)                 # before the new head is initialised
     processor = task.load_processor(model_dir)
@@ -83,13 +88,36 @@ def run(cfg: FinetuneConfig, inputs: dict, ctx):
         frozen = freeze(model, embeddings=cfg.freeze_embeddings, num_layers=cfg.freeze_layers)
     except ValueError as e:
         raise StageError(f"finetune: freeze_layers={cfg.freeze_layers}: {e}") from None
-    n_params, n_trainable = count_params(model)
     if frozen:
+        n_params, n_trainable = count_params(model)
         log.info("finetune: froze %d parameter tensors; %d of %d parameters train", len(frozen), n_trainable, n_params)
+    meta = train_classifier(model, processor, cfg, ctx)
+    return ctx.artifact(kind="torch", file="", meta={**meta, **lineage(src)})
 
+
+def lineage(src) -> dict:
+    """Layer-origin facts of a pruned input that a trained copy of it keeps (distill's layer map)."""
+    if src is None or "layer_origin" not in src.meta:
+        return {}
+    return {k: src.meta[k] for k in ("layer_origin", "layer_origin_of") if k in src.meta}
+
+
+def train_classifier(model, processor, cfg: TrainConfig, ctx, trainer_cls=None, trainer_kwargs=None) -> dict:
+    """Train `model` on the train split with validation every epoch (HF Trainer, or `trainer_cls`),
+    keep the best epoch, save model and processor to ctx.out_dir. Returns the training meta."""
+    import torch
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    from ..ops.training import count_params
+
+    recipe, task, what = ctx.recipe, ctx.task, ctx.stage_type
+    cuda = torch.cuda.is_available()
+    precision = resolve_precision(cfg.precision, cuda, cuda and torch.cuda.is_bf16_supported())
+    splits = ctx.splits()
+    n_params, n_trainable = count_params(model)
     max_length = recipe.data.max_length
-    train = _encode(processor, splits.train, max_length)
-    val = _encode(processor, splits.validation, max_length)
+    train = encode_examples(processor, splits.train, max_length)
+    val = encode_examples(processor, splits.validation, max_length)
 
     scratch = ctx.out_dir / SCRATCH
     args = TrainingArguments(
@@ -108,22 +136,22 @@ def run(cfg: FinetuneConfig, inputs: dict, ctx):
         dataloader_num_workers=0, disable_tqdm=False,
     )
     timer = _epoch_timer()
-    trainer = Trainer(
+    trainer = (trainer_cls or Trainer)(
         model=model, args=args, train_dataset=train, eval_dataset=val, processing_class=processor,
         data_collator=DataCollatorWithPadding(processor),
         compute_metrics=lambda p: task.metrics(p.predictions, p.label_ids),
-        callbacks=[timer],
+        callbacks=[timer], **(trainer_kwargs or {}),
     )
     device = str(args.device)
-    log.info("finetune: %d train / %d validation examples, %s epochs, batch %d, lr %g, on %s (%s, %d threads)",
-             len(train), len(val), cfg.epochs, cfg.batch_size, cfg.lr, device, precision, torch.get_num_threads())
+    log.info("%s: %d train / %d validation examples, %s epochs, batch %d, lr %g, on %s (%s, %d threads)",
+             what, len(train), len(val), cfg.epochs, cfg.batch_size, cfg.lr, device, precision, torch.get_num_threads())
     try:
         out = trainer.train()
         history = trainer.state.log_history
         evals = [h for h in history if "eval_accuracy" in h]
         losses = [round(h["loss"], 4) for h in history if "loss" in h and "eval_loss" not in h]
         if not evals:
-            raise StageError("finetune: no validation pass ran (is the train split empty?)")
+            raise StageError(f"{what}: no validation pass ran (is the train split empty?)")
         accs = [h["eval_accuracy"] for h in evals]
         best = max(range(len(accs)), key=lambda i: accs[i])      # first epoch with the top accuracy
         kept = best if cfg.keep_best else len(accs) - 1
@@ -152,9 +180,32 @@ def run(cfg: FinetuneConfig, inputs: dict, ctx):
         "epoch_wall_s": timer.epoch_s,
         "steps": trainer.state.global_step,
     }
-    log.info("finetune: validation accuracy per epoch %s; kept epoch %s (%.4f)",
-             meta["val_accuracy_per_epoch"], meta["kept_epoch"], meta["val_accuracy"])
-    return ctx.artifact(kind="torch", file="", meta=meta)
+    log.info("%s: validation accuracy per epoch %s; kept epoch %s (%.4f)",
+             what, meta["val_accuracy_per_epoch"], meta["kept_epoch"], meta["val_accuracy"])
+    return meta
+
+
+def train_steps(model, processor, examples: list[dict], steps: int, lr: float, batch_size: int, seed: int,
+                scratch_parent) -> None:
+    """A short fine-tune of `steps` optimizer steps (no validation, nothing saved): recovery
+    between pruning steps."""
+    import torch
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    scratch = scratch_parent / SCRATCH
+    args = TrainingArguments(
+        output_dir=str(scratch), report_to="none", max_steps=steps, learning_rate=lr,
+        warmup_ratio=0.1, lr_scheduler_type="linear", optim="adamw_torch", weight_decay=0.01,
+        per_device_train_batch_size=batch_size, save_strategy="no", eval_strategy="no",
+        logging_strategy="no", use_cpu=not torch.cuda.is_available(), seed=seed, data_seed=seed,
+        dataloader_num_workers=0, disable_tqdm=False,
+    )
+    try:
+        Trainer(model=model, args=args, train_dataset=examples, processing_class=processor,
+                data_collator=DataCollatorWithPadding(processor)).train()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    model.to("cpu").eval()
 
 
 def _epoch(e: float):

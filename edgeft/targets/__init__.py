@@ -16,11 +16,12 @@ class TargetInfo:
     accepts: tuple[str, ...]     # artifact kinds it runs
     module: str                  # edgeft.targets.<module>
     description: str
+    sparse_speedup: bool = False  # runs unstructured-sparse weights faster than dense ones
 
 
 TARGETS: dict[str, TargetInfo] = {
-    "pytorch": TargetInfo("pytorch", ("torch",), "pytorch", "PyTorch eager on CPU (the reference)"),
-    "cpu": TargetInfo("cpu", ("onnx",), "ort_cpu", "ONNX Runtime, CPU execution provider"),
+    "pytorch": TargetInfo("pytorch", ("torch",), "pytorch", "PyTorch eager on CPU (the reference)"),  # dense kernels
+    "cpu": TargetInfo("cpu", ("onnx",), "ort_cpu", "ONNX Runtime, CPU execution provider"),  # dense MatMul/Gemm
 }
 
 
