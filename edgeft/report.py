@@ -26,7 +26,7 @@ LEGEND = [
     ("MACs", "multiply-accumulates of one forward pass at the fixed shape (INT8 models do the same MACs in INT8)"),
     ("peak RSS", "peak resident memory in MB of a fresh process that loads the model and runs batch 1 and 32 "
                  "at the fixed shape (interpreter and runtime included)"),
-    ("speedup", "p50 of the reference (PyTorch eager FP32 of the same torch model) divided by this p50"),
+    ("speedup", "p50 of the reference (PyTorch eager FP32 of the benchmark's `reference`, else of the same torch model) divided by this p50"),
 ]
 
 

@@ -16,8 +16,9 @@ Per row:
 - peak_rss_mb, model_rss_mb: from a fresh process per row (targets/memprobe.py) that loads the
   artifact and runs batch 1 and batch 32 at max_length; model_rss_mb leaves out the interpreter and
   the runtime's own imports.
-- speedup_vs_reference / accuracy_delta_vs_reference (points): against the pytorch row of the same
-  torch ancestor (else the first pytorch row); null without one.
+- speedup_vs_reference / accuracy_delta_vs_reference (points): against the pytorch row of
+  `reference` when set (e.g. the dense teacher, so pruned rows show what pruning bought), else of the
+  same torch ancestor (else the first pytorch row); null without one.
 
 Warm-up first, thread count fixed and recorded, and every round runs every row in a rotated order,
 so drift on a shared machine hits all rows alike. Raw per-request times go to timings.json.
@@ -49,6 +50,8 @@ class BenchmarkConfig(StageConfig):
     throughput_batches: PositiveInt = Field(8, description="timed batches per row per round")
     eval_batch_size: PositiveInt = Field(64, description="batch size of the accuracy pass")
     memory: bool = Field(True, description="measure peak RSS in a fresh process per row")
+    reference: str | None = Field(None, pattern=REF_RE, description="@artifact (of `artifacts`) whose pytorch "
+                                  "row every row is compared with; default: each row's own torch model")
 
     accepts = ()
     machine_dependent: ClassVar[bool] = True   # the host fingerprint is part of the cache key
@@ -71,6 +74,10 @@ class BenchmarkConfig(StageConfig):
         for i, r in enumerate(self.artifacts):
             if not re.match(REF_RE, r):
                 problems.append((f"artifacts[{i}]", f"{r!r} is not a @stage reference"))
+        if self.reference and self.reference not in self.artifacts:
+            problems.append(("reference", f"{self.reference} is not one of `artifacts`"))
+        elif self.reference and "pytorch" not in self.targets:
+            problems.append(("reference", "needs the pytorch target (the reference is a PyTorch eager row)"))
         if len(set(self.artifacts)) != len(self.artifacts):
             problems.append(("artifacts", "lists the same artifact twice"))
         for i, t in enumerate(self.targets):
@@ -192,7 +199,7 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
                               **target_module(t).fingerprint(cfg.threads)}
     for s in sessions:
         s.close()
-    _compare(rows)
+    _compare(rows, cfg.reference[1:] if cfg.reference else None)
     for r in rows:
         log.info(summary(r))
 
@@ -255,11 +262,14 @@ def count_model(task, artifact, max_len: int) -> dict:
     return {"params": count_params(model), "macs": count_macs(model, feed)}
 
 
-def _compare(rows: list[dict]) -> None:
-    """speedup_vs_reference and accuracy_delta_vs_reference (points) against a pytorch row."""
+def _compare(rows: list[dict], reference: str | None = None) -> None:
+    """speedup_vs_reference and accuracy_delta_vs_reference (points) against a pytorch row: the
+    `reference` artifact's, else the row's own torch model's, else the first."""
     torch_rows = [r for r in rows if r["target"] == "pytorch"]
+    fixed = next((t for t in torch_rows if t["artifact"] == reference), None) if reference else None
     for r in rows:
-        ref = next((t for t in torch_rows if t["key"] == r["torch_source"]), torch_rows[0] if torch_rows else None)
+        ref = fixed or next((t for t in torch_rows if t["key"] == r["torch_source"]),
+                            torch_rows[0] if torch_rows else None)
         if ref is None:
             r.update(reference=None, speedup_vs_reference=None, accuracy_delta_vs_reference=None)
             continue

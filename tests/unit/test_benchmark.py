@@ -182,3 +182,31 @@ def test_sessions_agree_on_real_inputs(bench):
     b = target_module("cpu").load(onnx_art, 1, task).run(batch)
     assert a.shape == b.shape == (2, 2)
     np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_reference_artifact_sets_every_rows_baseline():
+    from edgeft.stages.benchmark import _compare
+
+    def row(artifact, target, key, source, p50, acc):
+        return {"artifact": artifact, "target": target, "key": key, "torch_source": source,
+                "latency_ms": {"p50": p50}, "accuracy": acc}
+
+    rows = [row("teacher", "pytorch", "T", "T", 12.0, 0.84), row("student", "pytorch", "S", "S", 6.0, 0.83),
+            row("student-int8", "cpu", "Q", "S", 1.5, 0.825)]
+    _compare(rows)                                 # default: each row's own torch model
+    assert rows[2]["reference"] == "student@pytorch" and rows[2]["speedup_vs_reference"] == 4.0
+    _compare(rows, reference="teacher")            # the dense teacher: what pruning bought
+    assert rows[2]["reference"] == "teacher@pytorch" and rows[2]["speedup_vs_reference"] == 8.0
+    assert rows[1]["accuracy_delta_vs_reference"] == -1.0
+
+
+def test_reference_must_be_a_benchmarked_artifact_on_pytorch():
+    from edgeft.errors import RecipeError
+    from edgeft.recipe import validate_recipe
+    from tests.conftest import small_recipe
+
+    stages = [{"name": "ft", "type": "finetune"}, {"name": "onnx", "type": "export"},
+              {"name": "b", "type": "benchmark", "artifacts": ["@onnx"], "targets": ["cpu"], "reference": "@ft"}]
+    with pytest.raises(RecipeError) as e:
+        validate_recipe(small_recipe(stages=stages), check_data=False)
+    assert any(p == "stages[2].reference" and "not one of" in r for p, r in e.value.problems)
