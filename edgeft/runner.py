@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -96,6 +97,8 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", store_dir: str | P
         inputs = {f: ([result.artifacts[n] for n in v] if isinstance(v, list) else
                       (result.artifacts[v] if v else None)) for f, v in p.inputs.items()}
         if art is not None:
+            # the store is shared by recipes: show this recipe's stage name, not the first producer's
+            art = dataclasses.replace(art, stage=p.name)
             log.info("[bold]%s[/] (%s): done before, reusing %s", p.name, p.type, p.key, extra={"markup": True})
             result.skipped.append(p.name)
         else:

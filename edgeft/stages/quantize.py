@@ -33,8 +33,8 @@ class QuantParityConfig(Strict):
 
 class QuantizeConfig(StageConfig):
     type: Literal["quantize"]
-    method: Literal["dynamic", "static"]
-    calibration: str | None = Field(None, description="calibration manifest (static only)")
+    method: Literal["dynamic", "static", "nncf_ptq"]
+    calibration: str | None = Field(None, description="calibration manifest (static, nncf_ptq)")
     calibrate_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     per_channel: bool = Field(True, description="per-channel weight scales")
     reduce_range: bool = Field(False, description="7-bit weights: for x86 CPUs without VNNI (AVX2 only), "
@@ -44,7 +44,7 @@ class QuantizeConfig(StageConfig):
     accepts = ("onnx",)
 
     def produces(self) -> str:
-        return "onnx"
+        return "openvino" if self.method.startswith("nncf") else "onnx"
 
     def files(self, recipe) -> dict[str, str]:
         return {"calibration": str(recipe.resolve_path(self.calibration))} if self.calibration else {}
@@ -53,8 +53,16 @@ class QuantizeConfig(StageConfig):
         from ..calibration import data_source_id, read_manifest
 
         problems = []
-        if self.method == "static" and not self.calibration:
-            problems.append(("calibration", "method static needs a calibration manifest (calibration/*.yaml)"))
+        if self.method in ("static", "nncf_ptq") and not self.calibration:
+            problems.append(("calibration", f"method {self.method} needs a calibration manifest (calibration/*.yaml)"))
+        if self.method.startswith("nncf"):
+            import importlib.util
+
+            if importlib.util.find_spec("nncf") is None or importlib.util.find_spec("openvino") is None:
+                problems.append(("method", f"{self.method} needs NNCF and OpenVINO: pip install 'edgeft[openvino]'"))
+            if self.calibrate_method != "minmax" or not self.per_channel or self.reduce_range:
+                problems.append(("method", f"calibrate_method, per_channel and reduce_range are ONNX Runtime "
+                                           f"settings; {self.method} uses NNCF's own (leave them at their defaults)"))
         if self.method == "dynamic" and self.calibration:
             problems.append(("calibration", "method dynamic takes no calibration set (did you mean static?)"))
         if self.method == "dynamic" and self.calibrate_method != "minmax":
@@ -70,9 +78,9 @@ class QuantizeConfig(StageConfig):
 
         src = input_stage(stages, self)
         ref = src.name if src is not None else None
-        if src is not None and self.method == "static" and getattr(src, "type", None) == "export" \
+        if src is not None and self.method != "dynamic" and getattr(src, "type", None) == "export" \
                 and getattr(src, "optimize", False):
-            problems.append(("input", f"static INT8 needs an unfused FP32 graph, but @{ref} has `optimize: true` "
+            problems.append(("input", f"{self.method} INT8 needs an unfused FP32 graph, but @{ref} has `optimize: true` "
                                       f"(fused Attention/EmbedLayerNormalization have no QDQ form); export "
                                       f"with `optimize: false` for static, or use method: dynamic"))
         if src is not None and getattr(src, "type", None) == "quantize":
@@ -104,7 +112,8 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
     def encode(texts):
         return task.encode(processor, texts, max_len)
 
-    work, final = ctx.out_dir / ".work", ctx.out_dir / "model.onnx"
+    nncf = cfg.method.startswith("nncf")
+    work, final = ctx.out_dir / ".work", ctx.out_dir / ("model.xml" if nncf else "model.onnx")
     meta: dict = {"precision": "int8", "torch_source": src.meta.get("torch_source", src.key),
                   "opset": src.meta.get("opset"), "method": cfg.method, "per_channel": cfg.per_channel,
                   "reduce_range": cfg.reduce_range,
@@ -114,6 +123,15 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
         log.info("quantize: dynamic INT8 of %s", src.main_path)
         q.quantize_dynamic_int8(src.main_path, final, per_channel=cfg.per_channel, reduce_range=cfg.reduce_range)
         meta["calibrate_method"] = None
+    elif nncf:
+        from ..ops.nncf_quant import nncf_ptq
+
+        cal, samples = _calibration_set(cfg, ctx)
+        log.info("quantize: NNCF PTQ (OpenVINO) calibrating on %d %s samples", len(samples), cal["split"])
+        feeds = [{k: v for k, v in encode([t]).items() if k in in_names} for t in samples]
+        meta.update(calibrate_method="nncf", calibration=cal, weights="int8 symmetric per channel (NNCF)",
+                    activations="int8/uint8 per tensor (NNCF, preset performance)")
+        meta["nncf"] = nncf_ptq(src.main_path, final, feeds, transformer=True)
     else:
         fused = q.fused_ops(src.main_path)
         if fused:
@@ -123,16 +141,25 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
         meta["calibrate_method"] = cfg.calibrate_method
         meta["calibration"] = _calibration(cfg, ctx, encode, in_names, src, work, final, q)
     log.info("quantize: done in %.1f s", time.perf_counter() - t0)
-    meta["quantized_ops"] = q.quantization_summary(final)
+    if not nncf:
+        meta["quantized_ops"] = q.quantization_summary(final)
 
     # parity against the FP32 source on real validation samples
     val = ctx.splits().validation
     n = min(cfg.parity.samples, len(val))
     feeds, n_batched = parity_feeds(val.items[:n], encode)
-    sessions = [ox.session(p) for p in (src.main_path, final)]
-    pick = [_logits_index(s, task) for s in sessions]
-    ref = [ox.run_session(sessions[0], f)[pick[0]] for f in feeds]
-    cand = [ox.run_session(sessions[1], f)[pick[1]] for f in feeds]
+    ref_sess = ox.session(src.main_path)
+    ref = [ox.run_session(ref_sess, f)[_logits_index(ref_sess, task)] for f in feeds]
+    if nncf:
+        from ..targets.openvino_cpu import OvSession, compile_model
+
+        ov_sess = OvSession(compile_model(final, threads=2), 2)
+        cand = [ov_sess.run(f) for f in feeds]
+        cand_outputs = task.OUTPUT_NAMES
+    else:
+        q_sess = ox.session(final)
+        cand = [ox.run_session(q_sess, f)[_logits_index(q_sess, task)] for f in feeds]
+        cand_outputs = ox.io_names(q_sess)[1]
     figures, shapes = compare_runs(ref, cand)
     labels = val.labels[:n]
     meta["val_accuracy_fp32"] = task.metrics(np.concatenate(ref[:n_batched]), labels)["accuracy"]
@@ -142,20 +169,21 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
     log.info("quantize: vs FP32 on %d validation samples: agreement %.4f, max |Δlogit| %.3g, accuracy %.4f -> %.4f",
              n, figures["agreement"], figures["max_abs_diff"], meta["val_accuracy_fp32"], meta["val_accuracy_int8"])
     parity_gate(f"{ctx.stage_name}: INT8 ({cfg.method})", figures, cfg.parity.max_abs_diff, cfg.parity.min_agreement,
-                output_failures(ox.io_names(sessions[1])[1], ox.io_names(sessions[0])[1], shapes))
-    del sessions
+                output_failures(cand_outputs, ox.io_names(ref_sess)[1], shapes))
 
     shutil.rmtree(work, ignore_errors=True)
     model_files = {p.name for p in ox.onnx_files(src.path)}
     for p in src.path.iterdir():        # tokenizer + config: the artifact stays self-contained
         if p.is_file() and p.name not in model_files and p.name != MANIFEST and not p.name.endswith(".log"):
             shutil.copy2(p, ctx.out_dir / p.name)
-    meta["size_mb"] = round(ox.file_size_mb(final), 2)
-    meta["size_ratio"] = round(ox.file_size_mb(final) / ox.file_size_mb(src.main_path), 3)
-    return ctx.artifact(kind="onnx", file="model.onnx", meta=meta)
+    size = ox.file_size_mb(final) + (ox.file_size_mb(final.with_suffix(".bin")) if nncf else 0.0)
+    meta["size_mb"] = round(size, 2)
+    meta["size_ratio"] = round(size / ox.file_size_mb(src.main_path), 3)
+    return ctx.artifact(kind="openvino" if nncf else "onnx", file=final.name, meta=meta)
 
 
-def _calibration(cfg, ctx, encode, in_names, src, work, final, q) -> dict:
+def _calibration_set(cfg, ctx) -> tuple[dict, list]:
+    """(facts for meta, samples) of the pinned calibration manifest; DataError if it no longer matches."""
     from ..calibration import calibration_samples, read_manifest, samples_hash
     from ..errors import DataError
     from ..store import hash_file
@@ -165,15 +193,21 @@ def _calibration(cfg, ctx, encode, in_names, src, work, final, q) -> dict:
     if manifest is None:
         raise DataError("; ".join(f"{p}: {r}" if p else r for p, r in problems))
     samples = calibration_samples(manifest, ctx.splits(), path)     # DataError if the hash no longer matches
+    return ({"manifest": str(path), "file_sha256": hash_file(path),
+             "sha256": manifest.sha256 or samples_hash(samples), "split": manifest.split, "seed": manifest.seed,
+             "num_samples": len(samples)}, samples)
+
+
+def _calibration(cfg, ctx, encode, in_names, src, work, final, q) -> dict:
+    facts, samples = _calibration_set(cfg, ctx)
     log.info("quantize: static INT8 (QDQ, %s), calibrating on %d %s samples from %s",
-             cfg.calibrate_method, len(samples), manifest.split, path)
+             cfg.calibrate_method, len(samples), facts["split"], facts["manifest"])
     pre = q.preprocess(src.main_path, work / "preprocessed.onnx")
     reader = q.calibration_reader(samples, encode, in_names, batch_size=1)   # natural lengths, no padding
     cache = q.static_calibration(pre, reader, work / "calibration.json", cfg.calibrate_method)
     q.quantize_static_int8(pre, final, cache, cfg.calibrate_method, per_channel=cfg.per_channel,
                            reduce_range=cfg.reduce_range)
-    return {"manifest": str(path), "file_sha256": hash_file(path), "sha256": manifest.sha256 or samples_hash(samples),
-            "split": manifest.split, "seed": manifest.seed, "num_samples": len(samples)}
+    return facts
 
 
 def _logits_index(session, task) -> int:

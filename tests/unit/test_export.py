@@ -88,3 +88,11 @@ def test_parity_gate_fails_a_corrupted_export_and_commits_nothing(tmp_path, monk
     assert "max_abs_diff=" in msg and "agreement=" in msg
     assert not (store / key).exists()
     assert not list(store.glob(".tmp-*"))
+
+
+def test_a_reused_artifact_carries_the_reusing_recipes_stage_name(exported):
+    runs = exported.path.parent.parent                 # <runs>/.store/<key>
+    renamed = small_recipe(name="other", stages=[{**EXPORT, "name": "renamed"}])
+    res = run_recipe(validate_recipe(renamed), runs_dir=runs)
+    assert res.skipped == ["renamed"] and res.artifacts["renamed"].key == exported.key
+    assert res.artifacts["renamed"].stage == "renamed"   # reports name rows after this recipe's stages

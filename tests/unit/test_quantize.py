@@ -159,3 +159,66 @@ def test_fused_ops_are_detected(tmp_path):
     path = tmp_path / "m.onnx"
     onnx.save(helper.make_model(helper.make_graph([node], "g", [x], [y])), path)
     assert fused_ops(path) == {"Attention": 1}
+
+
+# ----------------------------------------------------------------------------- NNCF + OpenVINO
+
+TINY_BENCH = {"latency_samples": 20, "rounds": 1, "warmup": 2, "fixed_runs": 5, "throughput_batches": 1,
+              "memory": False}
+
+
+@pytest.fixture(scope="module")
+def nncf_run(runs, manifest, probe_model):
+    stages = [EXPORT,
+              {"name": "ov-int8", "type": "quantize", "input": "@onnx", "method": "nncf_ptq",
+               "calibration": str(manifest), "parity": PARITY},
+              {"name": "bench", "type": "benchmark", "artifacts": ["@onnx", "@ov-int8"],
+               "targets": ["cpu", "openvino"], **TINY_BENCH}]
+    return run_recipe(_recipe(probe_model, stages), runs_dir=runs)
+
+
+def test_nncf_ptq_makes_a_verified_openvino_ir(nncf_run, manifest):
+    art, fp32 = nncf_run.artifacts["ov-int8"], nncf_run.artifacts["onnx"]
+    m = art.meta
+    assert art.kind == "openvino" and art.file == "model.xml" and (art.path / "model.bin").is_file()
+    assert m["precision"] == "int8" and m["method"] == "nncf_ptq" and m["torch_source"] == fp32.meta["torch_source"]
+    assert m["nncf"]["fake_quantize_ops"] > 0 and m["nncf"]["model_type"] == "transformer"
+    assert m["calibration"]["num_samples"] == 32
+    assert m["calibration"]["sha256"] == yaml.safe_load(manifest.read_text())["sha256"]
+    assert m["parity"]["agreement"] >= PARITY["min_agreement"] and m["parity"]["n"] > 0
+    assert m["size_ratio"] < 0.4                      # xml + bin against the FP32 .onnx
+
+
+def test_openvino_target_runs_onnx_and_ir_artifacts(nncf_run):
+    import json
+
+    report = json.loads((nncf_run.artifacts["bench"].main_path).read_text())
+    rows = {(r["artifact"], r["target"]): r for r in report["rows"]}
+    assert set(rows) == {("onnx", "cpu"), ("onnx", "openvino"), ("ov-int8", "openvino")}   # no IR on cpu
+    ov_fp32, ort_fp32, ov_int8 = rows[("onnx", "openvino")], rows[("onnx", "cpu")], rows[("ov-int8", "openvino")]
+    assert ov_fp32["accuracy"] == pytest.approx(ort_fp32["accuracy"], abs=0.011)   # same FP32 model, 2 runtimes
+    assert abs(ov_int8["accuracy"] - ov_fp32["accuracy"]) < 0.1
+    fp = ov_int8["fingerprint"]
+    assert fp["target"] == "openvino" and fp["threads"] == 2 and fp["hints"]["PERFORMANCE_HINT"] == "LATENCY"
+    assert ov_int8["latency_ms"]["p50"] > 0 and ov_int8["size_mb"] < 0.4 * ov_fp32["size_mb"]
+
+
+@pytest.mark.parametrize("extra, bench_targets, path, reason", [
+    ({}, ["cpu"], "stages[2].artifacts[0]", "none of the targets (cpu) runs that kind"),
+    ({"calibration": None}, ["openvino"], "stages[1].calibration", "needs a calibration manifest"),
+    ({"per_channel": False}, ["openvino"], "stages[1].method", "NNCF's own"),
+])
+def test_bad_nncf_combinations_fail_at_load_time(manifest, extra, bench_targets, path, reason):
+    q = {"name": "ov", "type": "quantize", "method": "nncf_ptq", "calibration": str(manifest), **extra}
+    stages = [{"name": "onnx", "type": "export"}, q,
+              {"name": "b", "type": "benchmark", "artifacts": ["@ov"], "targets": bench_targets}]
+    with pytest.raises(RecipeError) as e:
+        validate_recipe(small_recipe(stages=stages), check_data=False)
+    assert any(p == path and reason in r for p, r in e.value.problems), e.value.problems
+
+
+def test_nncf_needs_an_unfused_export(manifest):
+    stages = [{"name": "onnx", "type": "export", "optimize": True},
+              {"name": "ov", "type": "quantize", "method": "nncf_ptq", "calibration": str(manifest)}]
+    with pytest.raises(RecipeError, match="optimize: false"):
+        validate_recipe(small_recipe(stages=stages), check_data=False)

@@ -1,0 +1,75 @@
+"""openvino: the OpenVINO runtime on the CPU device.
+
+Compiles an ONNX file or an OpenVINO IR (model.xml + model.bin) with the LATENCY performance hint
+and a fixed `INFERENCE_NUM_THREADS`; inference precision is pinned to f32 so a CPU with bf16 or AMX
+does not silently run an FP32 artifact in bf16. Input shapes stay dynamic (batch and sequence), so
+every request runs at its own length; the settings the compiled model reports are recorded in the
+row's fingerprint.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Session
+
+NAME = "openvino"
+DEVICE = "CPU"
+
+
+class OvSession(Session):
+    target = NAME
+
+    def __init__(self, compiled, threads: int):
+        self.compiled = compiled
+        self.threads = threads
+        self.request = compiled.create_infer_request()
+        self.input_names = [i.get_any_name() for i in compiled.inputs]
+        outs = compiled.outputs
+        self.out = next((i for i, o in enumerate(outs) if "logits" in o.get_names()), 0)
+
+    def run_feed(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        return np.array(self.request.infer(feed)[self.out])
+
+
+def preload() -> None:
+    import openvino  # noqa: F401
+
+
+def compile_model(path, threads: int):
+    import openvino as ov
+    import openvino.properties as props
+    import openvino.properties.hint as hints
+
+    core = ov.Core()
+    return core.compile_model(core.read_model(str(path)), DEVICE, {
+        hints.performance_mode: hints.PerformanceMode.LATENCY,
+        props.inference_num_threads: threads,
+        hints.inference_precision: ov.Type.f32,
+    })
+
+
+def load(artifact, threads: int, task=None) -> OvSession:
+    if artifact.kind not in ("onnx", "openvino"):
+        raise ValueError(f"target {NAME} runs onnx and openvino artifacts, not {artifact.kind!r}")
+    return OvSession(compile_model(artifact.main_path, threads), threads)
+
+
+def compiled_settings(compiled) -> dict:
+    out = {}
+    for key in ("INFERENCE_NUM_THREADS", "NUM_STREAMS", "INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT"):
+        try:
+            out[key] = str(compiled.get_property(key))
+        except RuntimeError:
+            pass
+    return out
+
+
+def fingerprint(threads: int) -> dict:
+    import openvino as ov
+
+    core = ov.Core()
+    caps = [str(c) for c in core.get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")]
+    return {"target": NAME, "runtime": f"openvino {ov.__version__}", "provider": f"{DEVICE} plugin",
+            "threads": threads, "hints": {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"},
+            "device": core.get_property(DEVICE, "FULL_DEVICE_NAME"), "optimization_capabilities": caps}
