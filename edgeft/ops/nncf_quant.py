@@ -9,12 +9,12 @@ calibration set of real inputs (each at its own length), `model_type=TRANSFORMER
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 
-def nncf_ptq(src_onnx: str | Path, dst_xml: str | Path, calibration: list[dict], transformer: bool = True,
-             preset: str = "performance") -> dict:
-    """Quantize `src_onnx` with NNCF PTQ; `calibration` is a list of feeds {input name: array}.
-    Returns facts for the artifact's meta."""
+def _prepare(src_onnx, calibration: list[dict], transformer: bool, preset: str | None):
     import nncf
     import openvino as ov
 
@@ -23,13 +23,60 @@ def nncf_ptq(src_onnx: str | Path, dst_xml: str | Path, calibration: list[dict],
     missing = [n for n in names if n not in calibration[0]]
     if missing:
         raise ValueError(f"calibration feeds lack model inputs {missing}")
-    dataset = nncf.Dataset(calibration, lambda f: {n: f[n] for n in names})
     kwargs = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
-    q = nncf.quantize(model, dataset, subset_size=len(calibration),
-                      preset=nncf.QuantizationPreset(preset), **kwargs)
+    if preset:
+        kwargs["preset"] = nncf.QuantizationPreset(preset)
+    return model, names, nncf.Dataset(calibration, lambda f: {n: f[n] for n in names}), kwargs
+
+
+def _facts(q, calibration, transformer, preset) -> dict:
+    import nncf
+    import openvino as ov
+
+    return {"nncf": nncf.__version__, "openvino": ov.__version__,
+            "model_type": "transformer" if transformer else None,
+            "preset": preset or "NNCF default (mixed for transformers)", "subset_size": len(calibration),
+            "fake_quantize_ops": fake_quantize_count(q)}
+
+
+def nncf_ptq(src_onnx: str | Path, dst_xml: str | Path, calibration: list[dict], transformer: bool = True,
+             preset: str | None = None) -> dict:
+    """Quantize `src_onnx` with NNCF PTQ; `calibration` is a list of feeds {input name: array}.
+    Returns facts for the artifact's meta."""
+    import nncf
+    import openvino as ov
+
+    model, _, dataset, kwargs = _prepare(src_onnx, calibration, transformer, preset)
+    q = nncf.quantize(model, dataset, subset_size=len(calibration), **kwargs)
     ov.save_model(q, str(dst_xml), compress_to_fp16=False)
-    return {"nncf": nncf.__version__, "openvino": ov.__version__, "model_type": "transformer" if transformer else None,
-            "preset": preset, "subset_size": len(calibration), "fake_quantize_ops": fake_quantize_count(q)}
+    return _facts(q, calibration, transformer, preset)
+
+
+def nncf_accuracy_control(src_onnx: str | Path, dst_xml: str | Path, calibration: list[dict],
+                          validation: list[tuple[dict, int]], metric: Callable[[np.ndarray, np.ndarray], float],
+                          max_drop_points: float, transformer: bool = True, preset: str | None = None) -> dict:
+    """NNCF's quantize-with-accuracy-control: quantize, then return the most sensitive layers to
+    float until the validation metric drops by at most `max_drop_points` (absolute, in points).
+    `validation` is a list of (feed, label); `metric(logits, labels)` gives a fraction."""
+    import nncf
+    import openvino as ov
+
+    model, names, dataset, kwargs = _prepare(src_onnx, calibration, transformer, preset)
+
+    def validate(compiled, items) -> float:
+        logits, labels = [], []
+        for feed, label in items:
+            logits.append(np.asarray(compiled({n: feed[n] for n in names})[0]))
+            labels.append(label)
+        return float(metric(np.concatenate(logits), np.asarray(labels)))
+
+    val = nncf.Dataset(validation)
+    q = nncf.quantize_with_accuracy_control(
+        model, dataset, val, validate, max_drop=max_drop_points / 100, drop_type=nncf.DropType.ABSOLUTE,
+        subset_size=len(calibration), **kwargs)
+    ov.save_model(q, str(dst_xml), compress_to_fp16=False)
+    return {**_facts(q, calibration, transformer, preset), "max_drop_points": max_drop_points,
+            "validation_items": len(validation)}
 
 
 def fake_quantize_count(model) -> int:

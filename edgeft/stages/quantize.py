@@ -33,10 +33,12 @@ class QuantParityConfig(Strict):
 
 class QuantizeConfig(StageConfig):
     type: Literal["quantize"]
-    method: Literal["dynamic", "static", "nncf_ptq"]
+    method: Literal["dynamic", "static", "nncf_ptq", "nncf_accuracy_control"]
     calibration: str | None = Field(None, description="calibration manifest (static, nncf_ptq)")
     calibrate_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     per_channel: bool = Field(True, description="per-channel weight scales")
+    max_drop: float | None = Field(None, gt=0, le=100, description="accuracy-aware methods: the largest "
+                                   "validation accuracy drop allowed, in points")
     reduce_range: bool = Field(False, description="7-bit weights: for x86 CPUs without VNNI (AVX2 only), "
                                                   "where u8 x s8 products can saturate")
     parity: QuantParityConfig = QuantParityConfig()
@@ -53,7 +55,12 @@ class QuantizeConfig(StageConfig):
         from ..calibration import data_source_id, read_manifest
 
         problems = []
-        if self.method in ("static", "nncf_ptq") and not self.calibration:
+        if self.method == "nncf_accuracy_control" and self.max_drop is None:
+            problems.append(("max_drop", "nncf_accuracy_control needs `max_drop` (validation accuracy points)"))
+        if self.max_drop is not None and self.method != "nncf_accuracy_control":
+            problems.append(("max_drop", f"method {self.method} does not control accuracy; "
+                                         f"use nncf_accuracy_control"))
+        if self.method != "dynamic" and not self.calibration:
             problems.append(("calibration", f"method {self.method} needs a calibration manifest (calibration/*.yaml)"))
         if self.method.startswith("nncf"):
             import importlib.util
@@ -130,8 +137,19 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
         log.info("quantize: NNCF PTQ (OpenVINO) calibrating on %d %s samples", len(samples), cal["split"])
         feeds = [{k: v for k, v in encode([t]).items() if k in in_names} for t in samples]
         meta.update(calibrate_method="nncf", calibration=cal, weights="int8 symmetric per channel (NNCF)",
-                    activations="int8/uint8 per tensor (NNCF, preset performance)")
-        meta["nncf"] = nncf_ptq(src.main_path, final, feeds, transformer=True)
+                    activations="int8/uint8 per tensor (NNCF default preset: asymmetric for transformers)")
+        if cfg.max_drop is None:
+            meta["nncf"] = nncf_ptq(src.main_path, final, feeds, transformer=True)
+        else:
+            from ..ops.nncf_quant import nncf_accuracy_control
+
+            val = ctx.splits().validation
+            items = [({k: v for k, v in encode([t]).items() if k in in_names}, int(y))
+                     for t, y in zip(val.items, val.labels)]
+            log.info("quantize: NNCF accuracy control, max drop %.2f points on %d validation samples",
+                     cfg.max_drop, len(items))
+            meta["nncf"] = nncf_accuracy_control(src.main_path, final, feeds, items,
+                                                 lambda lg, lb: task.metrics(lg, lb)["accuracy"], cfg.max_drop)
     else:
         fused = q.fused_ops(src.main_path)
         if fused:
@@ -146,7 +164,8 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
 
     # parity against the FP32 source on real validation samples
     val = ctx.splits().validation
-    n = min(cfg.parity.samples, len(val))
+    # accuracy-aware methods are checked on the whole validation split NNCF optimised against
+    n = len(val) if cfg.max_drop is not None else min(cfg.parity.samples, len(val))
     feeds, n_batched = parity_feeds(val.items[:n], encode)
     ref_sess = ox.session(src.main_path)
     ref = [ox.run_session(ref_sess, f)[_logits_index(ref_sess, task)] for f in feeds]
@@ -170,6 +189,13 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
              n, figures["agreement"], figures["max_abs_diff"], meta["val_accuracy_fp32"], meta["val_accuracy_int8"])
     parity_gate(f"{ctx.stage_name}: INT8 ({cfg.method})", figures, cfg.parity.max_abs_diff, cfg.parity.min_agreement,
                 output_failures(cand_outputs, ox.io_names(ref_sess)[1], shapes))
+    if cfg.max_drop is not None:
+        drop = 100 * (meta["val_accuracy_fp32"] - meta["val_accuracy_int8"])
+        meta["val_drop_points"] = round(drop, 3)
+        if drop > cfg.max_drop + 1e-9:
+            raise StageError(f"{ctx.stage_name}: validation accuracy dropped {drop:.2f} points "
+                             f"({meta['val_accuracy_fp32']:.4f} -> {meta['val_accuracy_int8']:.4f} on {n} samples), "
+                             f"more than max_drop {cfg.max_drop:g}; nothing was stored")
 
     shutil.rmtree(work, ignore_errors=True)
     model_files = {p.name for p in ox.onnx_files(src.path)}

@@ -172,6 +172,8 @@ def nncf_run(runs, manifest, probe_model):
     stages = [EXPORT,
               {"name": "ov-int8", "type": "quantize", "input": "@onnx", "method": "nncf_ptq",
                "calibration": str(manifest), "parity": PARITY},
+              {"name": "ov-ac", "type": "quantize", "input": "@onnx", "method": "nncf_accuracy_control",
+               "calibration": str(manifest), "max_drop": 1.0, "parity": PARITY},
               {"name": "bench", "type": "benchmark", "artifacts": ["@onnx", "@ov-int8"],
                "targets": ["cpu", "openvino"], **TINY_BENCH}]
     return run_recipe(_recipe(probe_model, stages), runs_dir=runs)
@@ -187,6 +189,15 @@ def test_nncf_ptq_makes_a_verified_openvino_ir(nncf_run, manifest):
     assert m["calibration"]["sha256"] == yaml.safe_load(manifest.read_text())["sha256"]
     assert m["parity"]["agreement"] >= PARITY["min_agreement"] and m["parity"]["n"] > 0
     assert m["size_ratio"] < 0.4                      # xml + bin against the FP32 .onnx
+
+
+def test_nncf_accuracy_control_keeps_the_drop_within_max_drop(nncf_run):
+    m = nncf_run.artifacts["ov-ac"].meta
+    assert nncf_run.artifacts["ov-ac"].kind == "openvino" and m["method"] == "nncf_accuracy_control"
+    assert m["nncf"]["max_drop_points"] == 1.0 and m["nncf"]["validation_items"] == 128
+    assert m["parity"]["n"] >= 128                   # checked again by edgeft on the whole validation split
+    assert m["val_drop_points"] <= 1.0
+    assert m["val_drop_points"] == pytest.approx(100 * (m["val_accuracy_fp32"] - m["val_accuracy_int8"]), abs=1e-3)
 
 
 def test_openvino_target_runs_onnx_and_ir_artifacts(nncf_run):
@@ -207,6 +218,8 @@ def test_openvino_target_runs_onnx_and_ir_artifacts(nncf_run):
     ({}, ["cpu"], "stages[2].artifacts[0]", "none of the targets (cpu) runs that kind"),
     ({"calibration": None}, ["openvino"], "stages[1].calibration", "needs a calibration manifest"),
     ({"per_channel": False}, ["openvino"], "stages[1].method", "NNCF's own"),
+    ({"method": "nncf_accuracy_control"}, ["openvino"], "stages[1].max_drop", "needs `max_drop`"),
+    ({"max_drop": 1.0}, ["openvino"], "stages[1].max_drop", "does not control accuracy"),
 ])
 def test_bad_nncf_combinations_fail_at_load_time(manifest, extra, bench_targets, path, reason):
     q = {"name": "ov", "type": "quantize", "method": "nncf_ptq", "calibration": str(manifest), **extra}
