@@ -163,6 +163,9 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
                 "Pareto front over every row: " + ", ".join(f"{rows[i]['artifact']} on `{rows[i]['target']}`"
                                                             for i in idx), ""]
     refs = sorted({r["reference"] for r in rows if r.get("reference")})
+    if report.get("not_run"):
+        out += ["Not run (known at load time): " + "; ".join(
+            f"{n['artifact']} on `{n['target']}`: {n['reason']}" for n in report["not_run"]), ""]
     if image:
         out += [f"![accuracy vs p50 latency, one panel per target]({image})", ""]
     out += ["## What each column means", ""]

@@ -36,6 +36,10 @@ class StageConfig(Strict):
         to parse): (key path relative to the stage, reason)."""
         return []
 
+    def target_limits(self) -> tuple[tuple[str, ...], str] | None:
+        """(the only targets this stage's artifact runs on, why), or None: every target of its kind."""
+        return None
+
     def warnings(self, recipe, stages: list) -> list[tuple[str, str]]:
         """Things that are allowed but probably not what the user wants: (key path, reason).
         Logged at load time; errors when the recipe sets `strict: true`."""

@@ -90,9 +90,13 @@ class BenchmarkConfig(StageConfig):
             if src is None or not known:
                 continue
             kind = src.produces()
+            limits = src.target_limits()
             if not any(kind in t.accepts for t in known):
                 problems.append((f"artifacts[{i}]", f"{r} is a {kind!r} artifact and none of the targets "
                                  f"({', '.join(self.targets)}) runs that kind"))
+            elif limits and not any(t.name in limits[0] and kind in t.accepts for t in known):
+                problems.append((f"artifacts[{i}]", f"{r} runs only on {', '.join(limits[0])} ({limits[1]}); "
+                                 f"add that target"))
         return problems
 
 
@@ -117,7 +121,17 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
     splits = ctx.splits()
     test = splits.test
     artifacts = inputs["artifacts"]
-    pairs = [(t, a) for t in cfg.targets for a in artifacts if a.kind in TARGETS[t].accepts]
+    pairs, not_run = [], []
+    for t in cfg.targets:
+        for a in artifacts:
+            if a.kind not in TARGETS[t].accepts:
+                continue
+            limits = _target_limits(recipe, a.stage)
+            if limits and t not in limits[0]:
+                not_run.append({"artifact": a.stage, "target": t, "reason": limits[1]})
+                log.info("%s on %s: not run (%s)", a.stage, t, limits[1])
+            else:
+                pairs.append((t, a))
     if not pairs:
         raise StageError(f"no target of {cfg.targets} runs any of the artifacts given")
 
@@ -214,6 +228,7 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
         "data": {**splits.sizes(), "labels": list(splits.label_names),
                  "test_mean_tokens": round(prepared[pairs[0][1].key]["mean_tokens"], 1)},
         "rows": rows,
+        "not_run": not_run,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     (ctx.out_dir / "report.json").write_text(json.dumps(report, indent=2))
@@ -224,6 +239,11 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+
+def _target_limits(recipe, stage_name: str):
+    stage = next((s for s in recipe.stages if s.name == stage_name), None)
+    return stage.target_limits() if stage is not None else None
+
 
 BUSY_SHARE = 0.10    # other processes (or hypervisor steal) used more than this share of the CPU while timing
 

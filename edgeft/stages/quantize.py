@@ -48,6 +48,11 @@ class QuantizeConfig(StageConfig):
     def produces(self) -> str:
         return "openvino" if self.method.startswith("nncf") else "onnx"
 
+    def target_limits(self):
+        if self.method == "dynamic":
+            return ("cpu",), "dynamic INT8 uses ONNX Runtime-only operators (MatMulInteger, DynamicQuantizeLinear)"
+        return None
+
     def files(self, recipe) -> dict[str, str]:
         return {"calibration": str(recipe.resolve_path(self.calibration))} if self.calibration else {}
 

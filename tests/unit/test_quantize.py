@@ -174,7 +174,8 @@ def nncf_run(runs, manifest, probe_model):
                "calibration": str(manifest), "parity": PARITY},
               {"name": "ov-ac", "type": "quantize", "input": "@onnx", "method": "nncf_accuracy_control",
                "calibration": str(manifest), "max_drop": 1.0, "parity": PARITY},
-              {"name": "bench", "type": "benchmark", "artifacts": ["@onnx", "@ov-int8"],
+              {"name": "dyn", "type": "quantize", "input": "@onnx", "method": "dynamic", "parity": PARITY},
+              {"name": "bench", "type": "benchmark", "artifacts": ["@onnx", "@ov-int8", "@dyn"],
                "targets": ["cpu", "openvino"], **TINY_BENCH}]
     return run_recipe(_recipe(probe_model, stages), runs_dir=runs)
 
@@ -205,7 +206,10 @@ def test_openvino_target_runs_onnx_and_ir_artifacts(nncf_run):
 
     report = json.loads((nncf_run.artifacts["bench"].main_path).read_text())
     rows = {(r["artifact"], r["target"]): r for r in report["rows"]}
-    assert set(rows) == {("onnx", "cpu"), ("onnx", "openvino"), ("ov-int8", "openvino")}   # no IR on cpu
+    # no IR on cpu; ORT dynamic INT8 not on openvino, said in the report
+    assert set(rows) == {("onnx", "cpu"), ("onnx", "openvino"), ("ov-int8", "openvino"), ("dyn", "cpu")}
+    assert [(n["artifact"], n["target"]) for n in report["not_run"]] == [("dyn", "openvino")]
+    assert "ONNX Runtime-only" in report["not_run"][0]["reason"]
     ov_fp32, ort_fp32, ov_int8 = rows[("onnx", "openvino")], rows[("onnx", "cpu")], rows[("ov-int8", "openvino")]
     assert ov_fp32["accuracy"] == pytest.approx(ort_fp32["accuracy"], abs=0.011)   # same FP32 model, 2 runtimes
     assert abs(ov_int8["accuracy"] - ov_fp32["accuracy"]) < 0.1
@@ -228,6 +232,14 @@ def test_bad_nncf_combinations_fail_at_load_time(manifest, extra, bench_targets,
     with pytest.raises(RecipeError) as e:
         validate_recipe(small_recipe(stages=stages), check_data=False)
     assert any(p == path and reason in r for p, r in e.value.problems), e.value.problems
+
+
+def test_an_artifact_no_listed_target_can_run_fails_at_load_time():
+    stages = [{"name": "onnx", "type": "export"}, {"name": "dyn", "type": "quantize", "method": "dynamic"},
+              {"name": "b", "type": "benchmark", "artifacts": ["@dyn"], "targets": ["openvino"]}]
+    with pytest.raises(RecipeError) as e:
+        validate_recipe(small_recipe(stages=stages), check_data=False)
+    assert any(p == "stages[2].artifacts[0]" and "runs only on cpu" in r for p, r in e.value.problems)
 
 
 def test_nncf_needs_an_unfused_export(manifest):
