@@ -16,6 +16,7 @@ from .distill import DistillConfig
 from .export import ExportConfig
 from .finetune import FinetuneConfig
 from .prune import PruneConfig
+from .qat import QATConfig
 from .quantize import QuantizeConfig
 
 CONFIGS = {
@@ -24,6 +25,7 @@ CONFIGS = {
     "distill": DistillConfig,
     "export": ExportConfig,
     "quantize": QuantizeConfig,
+    "qat": QATConfig,
     "benchmark": BenchmarkConfig,
 }
 

@@ -102,9 +102,11 @@ def lineage(src) -> dict:
     return {k: src.meta[k] for k in ("layer_origin", "layer_origin_of") if k in src.meta}
 
 
-def train_classifier(model, processor, cfg: TrainConfig, ctx, trainer_cls=None, trainer_kwargs=None) -> dict:
+def train_classifier(model, processor, cfg: TrainConfig, ctx, trainer_cls=None, trainer_kwargs=None,
+                     save: bool = True) -> dict:
     """Train `model` on the train split with validation every epoch (HF Trainer, or `trainer_cls`),
-    keep the best epoch, save model and processor to ctx.out_dir. Returns the training meta."""
+    keep the best epoch, save model and processor to ctx.out_dir (unless `save` is false: the
+    caller exports the trained model itself). Returns the training meta."""
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
@@ -156,8 +158,9 @@ def train_classifier(model, processor, cfg: TrainConfig, ctx, trainer_cls=None, 
         best = max(range(len(accs)), key=lambda i: accs[i])      # first epoch with the top accuracy
         kept = best if cfg.keep_best else len(accs) - 1
         model = trainer.model.to("cpu").eval()
-        model.save_pretrained(ctx.out_dir, safe_serialization=True)
-        processor.save_pretrained(ctx.out_dir)
+        if save:
+            model.save_pretrained(ctx.out_dir, safe_serialization=True)
+            processor.save_pretrained(ctx.out_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -1,0 +1,138 @@
+"""qat: quantization-aware fine-tuning with NNCF for PyTorch, exported to QDQ ONNX.
+
+1. `nncf.quantize` inserts INT8 fake-quantizers into the input torch model (fine-tuned or
+   distilled), their ranges initialised on the recipe's calibration set (model type transformer);
+2. the model trains on the train split with the quantizers in the loop (HF Trainer, a fixed number
+   of epochs: NNCF-wrapped models are not checkpointed), so the weights adapt to INT8 rounding;
+3. `nncf.strip` turns the fake-quantizers into Quantize/Dequantize ops and the model is exported to
+   ONNX (QDQ), which ONNX Runtime (`cpu`) and OpenVINO (`openvino`) both run as INT8.
+
+The parity gate checks the export against the QAT torch model it came from (argmax agreement and
+max |Δlogit| on real validation samples: quantization rounding may differ by one step between
+PyTorch and the runtimes, hence a looser tolerance than FP32 exports). Agreement with the FP32
+input model is reported too.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from pydantic import Field, PositiveInt
+
+from ..recipe import Strict
+from .finetune import TrainConfig, train_classifier
+
+log = logging.getLogger("edgeft")
+
+
+class QATParityConfig(Strict):
+    samples: PositiveInt = Field(256, description="real validation samples compared (all if fewer)")
+    max_abs_diff: float = Field(0.25, gt=0, description="ONNX vs the QAT torch model, max |Δlogit|")
+    min_agreement: float = Field(0.99, ge=0, le=1, description="ONNX vs the QAT torch model, argmax agreement")
+
+
+class QATConfig(TrainConfig):
+    type: Literal["qat"]
+    epochs: float = Field(gt=0, description="QAT epochs (required)")
+    lr: float = Field(1e-5, gt=0, le=1)
+    keep_best: bool = Field(False, description="not supported: NNCF-wrapped models are not checkpointed")
+    calibration: str = Field(description="calibration manifest: initial quantizer ranges")
+    opset: int = Field(18, ge=14, le=23)
+    parity: QATParityConfig = QATParityConfig()
+
+    accepts = ("torch",)
+
+    def produces(self) -> str:
+        return "onnx"
+
+    def files(self, recipe) -> dict[str, str]:
+        return {"calibration": str(recipe.resolve_path(self.calibration))}
+
+    def check(self, recipe, stages) -> list[tuple[str, str]]:
+        import importlib.util
+
+        from ..calibration import read_manifest
+
+        problems = []
+        if self.keep_best:
+            problems.append(("keep_best", "qat trains a fixed number of epochs (NNCF-wrapped models are not "
+                                          "checkpointed); leave keep_best false"))
+        missing = [m for m in ("nncf", "torchao") if importlib.util.find_spec(m) is None]
+        if missing:
+            problems.append(("type", f"qat needs {', '.join(missing)}: pip install 'edgeft[openvino]'"))
+        _, errs = read_manifest(recipe.resolve_path(self.calibration))
+        problems += [(f"calibration{'.' + p if p else ''}", r) for p, r in errs]
+        return problems
+
+
+def run(cfg: QATConfig, inputs: dict, ctx):
+    import nncf
+    import numpy as np
+    import torch
+    from transformers import set_seed
+
+    from ..models import resolve_source
+    from ..ops import onnx_export as ox
+    from ..ops.parity import compare_runs, output_failures, parity_feeds, parity_gate
+    from .finetune import lineage
+    from .quantize import _calibration_set
+
+    recipe, task = ctx.recipe, ctx.task
+    src = inputs.get("input")
+    model_dir = str(src.main_path) if src is not None else resolve_source(recipe.model.source)
+    splits = ctx.splits()
+    set_seed(recipe.seed)
+    processor = task.load_processor(model_dir)
+    model = task.load_model(model_dir, splits.label_names)
+    names = task.input_names(processor)
+    max_len = recipe.data.max_length
+
+    def encode(texts):
+        return task.encode(processor, texts, max_len)
+
+    cal, samples = _calibration_set(cfg, ctx)
+    feeds = [{k: torch.from_numpy(v) for k, v in encode([t]).items() if k in names} for t in samples]
+    val = splits.validation
+    n = min(cfg.parity.samples, len(val))
+    pfeeds, n_batched = parity_feeds(val.items[:n], encode)
+    fp32 = [task.torch_forward(model, f) for f in pfeeds]
+
+    log.info("qat: NNCF fake-quantizers initialised on %d calibration samples", len(samples))
+    qmodel = nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds), model_type=nncf.ModelType.TRANSFORMER)
+    train_meta = train_classifier(qmodel, processor, cfg, ctx, save=False)
+    qmodel.eval()
+    stripped = nncf.strip(qmodel, do_copy=True, example_input=dict(feeds[0]))
+    qat_logits = [task.torch_forward(stripped, f) for f in pfeeds]
+
+    final = ctx.out_dir / "model.onnx"
+    ox.export_onnx(stripped, encode(val.items[:2]), final, names, task.OUTPUT_NAMES, cfg.opset, task.INPUT_AXES)
+    sess = ox.session(final)
+    outs = ox.io_names(sess)[1]
+    pick = outs.index(task.OUTPUT_NAMES[0]) if task.OUTPUT_NAMES[0] in outs else 0
+    cand = [ox.run_session(sess, f)[pick] for f in pfeeds]
+    figures, shapes = compare_runs(qat_logits, cand)
+    vs_fp32, _ = compare_runs(fp32, cand)
+    labels = val.labels[:n]
+    log.info("qat: ONNX (QDQ) vs the QAT torch model on %d validation samples: agreement %.4f, max |Δlogit| %.3g; "
+             "vs the FP32 input: agreement %.4f", n, figures["agreement"], figures["max_abs_diff"], vs_fp32["agreement"])
+    parity_gate(f"{ctx.stage_name}: QAT export", figures, cfg.parity.max_abs_diff, cfg.parity.min_agreement,
+                output_failures(outs, task.OUTPUT_NAMES, shapes))
+
+    processor.save_pretrained(ctx.out_dir)
+    model.config.save_pretrained(ctx.out_dir)
+    ops = ox.op_counts(final)
+    meta = {
+        **train_meta, **lineage(src),
+        "precision": "int8", "method": "qat", "torch_source": src.key if src is not None else
+        "model:" + recipe.model.source, "opset": cfg.opset, "calibration": cal,
+        "weights": "int8 symmetric (NNCF)", "activations": "int8/uint8 (NNCF transformer defaults)",
+        "qdq_pairs": ops.get("QuantizeLinear", 0),
+        "parity": figures, "parity_limits": {"max_abs_diff": cfg.parity.max_abs_diff,
+                                             "min_agreement": cfg.parity.min_agreement},
+        "parity_vs_fp32_input": vs_fp32,
+        "val_accuracy_fp32": task.metrics(np.concatenate(fp32[:n_batched]), labels)["accuracy"],
+        "val_accuracy_int8": task.metrics(np.concatenate(cand[:n_batched]), labels)["accuracy"],
+        "size_mb": round(ox.file_size_mb(final), 2),
+    }
+    return ctx.artifact(kind="onnx", file="model.onnx", meta=meta)
