@@ -85,7 +85,7 @@ def main(argv=None):
         rows = {n: [(lambda s=s, f=f: s.run(None, f)) for f in feeds] for n, s in sessions.items()}
         times = interleaved_latencies(rows, rounds=args.rounds, warmup=20)
     dense = percentiles(times["6L"])["p50"]
-    print(f"| structure | params | INT8 p50 ms (real lengths, batch 1) | vs 6L |\n|---|---:|---:|---:|")
+    print("| structure | params | INT8 p50 ms (real lengths, batch 1) | vs 6L |\n|---|---:|---:|---:|")
     for n in STRUCTURES:
         p50 = percentiles(times[n])["p50"]
         print(f"| {n} | {params[n] / 1e6:.2f}M | {p50:.3f} | {p50 / dense:.3f} |")

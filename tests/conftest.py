@@ -39,3 +39,14 @@ def minilm_path() -> str:
     from edgeft.models import resolve_source
 
     return resolve_source("shipped:all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def calibration_manifest(tmp_path_factory):
+    """A pinned 32-sample calibration manifest drawn from small_recipe()'s train split."""
+    from edgeft.calibration import write_manifest
+    from edgeft.recipe import validate_recipe
+
+    path = tmp_path_factory.mktemp("calib") / "rt-32.yaml"
+    write_manifest(validate_recipe(small_recipe()), path, split="train", num_samples=32, seed=0)
+    return path

@@ -18,26 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeft.targets.base import Session
+from edgeft.targets.openvino_cpu import OvSession
 
 from . import Built, build_once
 from .optimum_ort import optimum_export
 
 log = logging.getLogger("edgeft.peers")
-
-
-class OvSession(Session):
-    target = "openvino"
-
-    def __init__(self, compiled):
-        self.compiled = compiled
-        self.request = compiled.create_infer_request()
-        self.input_names = [i.get_any_name() for i in compiled.inputs]
-        outs = compiled.outputs
-        self.out = next((i for i, o in enumerate(outs) if "logits" in o.get_names()), 0)
-
-    def run_feed(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        return np.array(self.request.infer(feed)[self.out])
 
 
 def compile_cpu(path: Path, threads: int) -> tuple[OvSession, dict]:
@@ -56,7 +42,7 @@ def compile_cpu(path: Path, threads: int) -> tuple[OvSession, dict]:
         except RuntimeError:
             pass
     info["openvino"] = ov.__version__
-    return OvSession(compiled), info
+    return OvSession(compiled, threads), info
 
 
 COMPILE = "core.compile_model(model, 'CPU', {{PERFORMANCE_HINT: LATENCY, INFERENCE_NUM_THREADS: {threads}}})"

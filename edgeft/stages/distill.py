@@ -51,18 +51,12 @@ class DistillConfig(TrainConfig):
 
 def run(cfg: DistillConfig, inputs: dict, ctx):
     import torch
-    from transformers import set_seed
 
-    from ..models import resolve_source
     from ..ops.distillation import uniform_layer_map
+    from .finetune import load_input
 
-    recipe, task = ctx.recipe, ctx.task
-    src, teacher_art = inputs.get("input"), inputs["teacher"]
-    splits = ctx.splits()
-    set_seed(recipe.seed)
-    student_dir = str(src.main_path) if src is not None else resolve_source(recipe.model.source)
-    processor = task.load_processor(student_dir)
-    student = task.load_model(student_dir, splits.label_names)
+    task, splits, teacher_art = ctx.task, ctx.splits(), inputs["teacher"]
+    src, processor, student = load_input(inputs, ctx)
     teacher = task.load_model(teacher_art.main_path)
     _check_pair(student, teacher, splits.label_names)
 

@@ -71,19 +71,24 @@ def encode_examples(processor, split, max_length: int) -> list[dict]:
             for i in range(len(split))]
 
 
-def run(cfg: FinetuneConfig, inputs: dict, ctx):
+def load_input(inputs: dict, ctx):
+    """(input artifact or None, processor, classifier) for a stage that trains or changes a torch
+    model: the `input` artifact, or the recipe's model with a new head for the data's classes."""
     from transformers import set_seed
 
     from ..models import resolve_source
+
+    src = inputs.get("input")
+    model_dir = str(src.main_path) if src is not None else resolve_source(ctx.recipe.model.source)
+    label_names = ctx.splits().label_names
+    set_seed(ctx.recipe.seed)             # before a new head is initialised
+    return src, ctx.task.load_processor(model_dir), ctx.task.load_model(model_dir, label_names)
+
+
+def run(cfg: FinetuneConfig, inputs: dict, ctx):
     from ..ops.training import count_params, freeze
 
-    recipe, task = ctx.recipe, ctx.task
-    src = inputs.get("input")
-    model_dir = str(src.main_path) if src is not None else resolve_source(recipe.model.source)
-    splits = ctx.splits()
-    set_seed(recipe.seed)                 # before the new head is initialised
-    processor = task.load_processor(model_dir)
-    model = task.load_model(model_dir, splits.label_names)
+    src, processor, model = load_input(inputs, ctx)
     try:
         frozen = freeze(model, embeddings=cfg.freeze_embeddings, num_layers=cfg.freeze_layers)
     except ValueError as e:

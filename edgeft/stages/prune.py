@@ -115,20 +115,14 @@ def layers_to_keep(n: int, drop: list[int], keep_every: int | None) -> list[int]
 
 def run(cfg: PruneConfig, inputs: dict, ctx):
     import torch
-    from transformers import DataCollatorWithPadding, set_seed
+    from transformers import DataCollatorWithPadding
 
-    from ..models import resolve_source
     from ..ops import pruning
     from ..ops.training import count_params
-    from .finetune import encode_examples, train_steps
+    from .finetune import encode_examples, load_input, train_steps
 
-    recipe, task = ctx.recipe, ctx.task
-    src = inputs.get("input")
-    model_dir = str(src.main_path) if src is not None else resolve_source(recipe.model.source)
-    splits = ctx.splits()
-    set_seed(recipe.seed)
-    processor = task.load_processor(model_dir)
-    model = task.load_model(model_dir, None if src is not None else splits.label_names)
+    recipe, task, splits = ctx.recipe, ctx.task, ctx.splits()
+    src, processor, model = load_input(inputs, ctx)
     params_before = count_params(model)[0]
     n_layers = model.config.num_hidden_layers
     origin = list((src.meta.get("layer_origin") if src is not None else None) or range(n_layers))

@@ -70,21 +70,14 @@ def run(cfg: QATConfig, inputs: dict, ctx):
     import nncf
     import numpy as np
     import torch
-    from transformers import set_seed
 
-    from ..models import resolve_source
     from ..ops import onnx_export as ox
     from ..ops.parity import compare_runs, output_failures, parity_feeds, parity_gate
-    from .finetune import lineage
+    from .finetune import lineage, load_input
     from .quantize import _calibration_set
 
-    recipe, task = ctx.recipe, ctx.task
-    src = inputs.get("input")
-    model_dir = str(src.main_path) if src is not None else resolve_source(recipe.model.source)
-    splits = ctx.splits()
-    set_seed(recipe.seed)
-    processor = task.load_processor(model_dir)
-    model = task.load_model(model_dir, splits.label_names)
+    recipe, task, splits = ctx.recipe, ctx.task, ctx.splits()
+    src, processor, model = load_input(inputs, ctx)
     names = task.input_names(processor)
     max_len = recipe.data.max_length
 

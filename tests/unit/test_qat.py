@@ -14,12 +14,8 @@ from edgeft.runner import run_recipe
 
 
 @pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
-    from edgeft.calibration import write_manifest
-
-    path = tmp_path_factory.mktemp("calib") / "rt-32.yaml"
-    write_manifest(validate_recipe(small_recipe()), path, split="train", num_samples=32, seed=0)
-    return path
+def manifest(calibration_manifest):
+    return calibration_manifest
 
 
 @pytest.fixture(scope="module")
