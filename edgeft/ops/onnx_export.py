@@ -151,6 +151,12 @@ def io_names(path_or_session) -> tuple[list[str], list[str]]:
     return [i.name for i in m.graph.input if i.name not in inits], [o.name for o in m.graph.output]
 
 
+def output_index(session, name: str) -> int:
+    """Position of output `name` among the session's outputs (the first output if it has no such name)."""
+    outs = [o.name for o in session.get_outputs()]
+    return outs.index(name) if name in outs else 0
+
+
 def dynamic_dims(path: str | Path) -> dict[str, list[str | int]]:
     """Each graph input/output -> its dims (symbolic names for dynamic axes, ints for fixed ones)."""
     import onnx

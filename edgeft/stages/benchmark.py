@@ -126,7 +126,7 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
         for a in artifacts:
             if a.kind not in TARGETS[t].accepts:
                 continue
-            limits = _target_limits(recipe, a.stage)
+            limits = recipe.stage(a.stage).target_limits()   # a.stage: this recipe's name (runner)
             if limits and t not in limits[0]:
                 not_run.append({"artifact": a.stage, "target": t, "reason": limits[1]})
                 log.info("%s on %s: not run (%s)", a.stage, t, limits[1])
@@ -239,10 +239,6 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-
-def _target_limits(recipe, stage_name: str):
-    stage = next((s for s in recipe.stages if s.name == stage_name), None)
-    return stage.target_limits() if stage is not None else None
 
 
 BUSY_SHARE = 0.10    # other processes (or hypervisor steal) used more than this share of the CPU while timing

@@ -85,7 +85,7 @@ def run(cfg: ExportConfig, inputs: dict, ctx):
     def gate(path, what):
         sess = ox.session(path)
         _, outs = ox.io_names(sess)
-        pick = outs.index(task.OUTPUT_NAMES[0]) if task.OUTPUT_NAMES[0] in outs else 0
+        pick = ox.output_index(sess, task.OUTPUT_NAMES[0])
         cand = [ox.run_session(sess, f)[pick] for f in feeds]
         figures, shapes = compare_runs(reference, cand)
         failures = output_failures(outs, task.OUTPUT_NAMES, shapes)

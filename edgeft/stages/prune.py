@@ -148,16 +148,15 @@ def run(cfg: PruneConfig, inputs: dict, ctx):
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(recipe.seed)).tolist()
     scored = [train[i] for i in order[:cfg.importance_samples]]
     history = []
-    for step in range(1, cfg.steps + 1):
-        if not (heads_goal or ffn_goal):
-            break
+    steps = cfg.steps if heads_goal or ffn_goal else 0     # only layers or unstructured: nothing to score
+    for step in range(1, steps + 1):
         batches = (collate(scored[i:i + cfg.batch_size]) for i in range(0, len(scored), cfg.batch_size))
         imp = pruning.importance(model, batches)
         h_now = sum(pruning.head_counts(model))
         h_remove = h_now - (heads0 - round(heads_goal * step / cfg.steps))
         if h_remove > 0:
             pruning.prune_heads(model, pruning.heads_to_remove(imp.heads, h_remove, cfg.min_heads_per_layer))
-        f_keep = ffn0 - round(ffn_goal * step / cfg.steps) if step < cfg.steps else ffn0 - ffn_goal
+        f_keep = ffn0 - round(ffn_goal * step / cfg.steps)
         if f_keep < pruning.ffn_sizes(model)[0]:
             pruning.prune_ffn(model, imp.ffn, f_keep)
         history.append({"step": step, "heads": pruning.head_counts(model), "ffn": pruning.ffn_sizes(model)[0],

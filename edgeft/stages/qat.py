@@ -74,7 +74,7 @@ def run(cfg: QATConfig, inputs: dict, ctx):
     from ..ops import onnx_export as ox
     from ..ops.parity import compare_runs, output_failures, parity_feeds, parity_gate
     from .finetune import lineage, load_input
-    from .quantize import _calibration_set
+    from .quantize import calibration_set
 
     recipe, task, splits = ctx.recipe, ctx.task, ctx.splits()
     src, processor, model = load_input(inputs, ctx)
@@ -84,7 +84,7 @@ def run(cfg: QATConfig, inputs: dict, ctx):
     def encode(texts):
         return task.encode(processor, texts, max_len)
 
-    cal, samples = _calibration_set(cfg, ctx)
+    cal, samples = calibration_set(cfg, ctx)
     feeds = [{k: torch.from_numpy(v) for k, v in encode([t]).items() if k in names} for t in samples]
     val = splits.validation
     n = min(cfg.parity.samples, len(val))
@@ -102,7 +102,7 @@ def run(cfg: QATConfig, inputs: dict, ctx):
     ox.export_onnx(stripped, encode(val.items[:2]), final, names, task.OUTPUT_NAMES, cfg.opset, task.INPUT_AXES)
     sess = ox.session(final)
     outs = ox.io_names(sess)[1]
-    pick = outs.index(task.OUTPUT_NAMES[0]) if task.OUTPUT_NAMES[0] in outs else 0
+    pick = ox.output_index(sess, task.OUTPUT_NAMES[0])
     cand = [ox.run_session(sess, f)[pick] for f in pfeeds]
     figures, shapes = compare_runs(qat_logits, cand)
     vs_fp32, _ = compare_runs(fp32, cand)

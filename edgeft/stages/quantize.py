@@ -138,7 +138,7 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
     elif nncf:
         from ..ops.nncf_quant import nncf_ptq
 
-        cal, samples = _calibration_set(cfg, ctx)
+        cal, samples = calibration_set(cfg, ctx)
         log.info("quantize: NNCF PTQ (OpenVINO) calibrating on %d %s samples", len(samples), cal["split"])
         feeds = [{k: v for k, v in encode([t]).items() if k in in_names} for t in samples]
         meta.update(calibrate_method="nncf", calibration=cal, weights="int8 symmetric per channel (NNCF)",
@@ -173,7 +173,7 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
     n = len(val) if cfg.max_drop is not None else min(cfg.parity.samples, len(val))
     feeds, n_batched = parity_feeds(val.items[:n], encode)
     ref_sess = ox.session(src.main_path)
-    ref = [ox.run_session(ref_sess, f)[_logits_index(ref_sess, task)] for f in feeds]
+    ref = [ox.run_session(ref_sess, f)[ox.output_index(ref_sess, task.OUTPUT_NAMES[0])] for f in feeds]
     if nncf:
         from ..targets.openvino_cpu import OvSession, compile_model
 
@@ -182,7 +182,7 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
         cand_outputs = task.OUTPUT_NAMES
     else:
         q_sess = ox.session(final)
-        cand = [ox.run_session(q_sess, f)[_logits_index(q_sess, task)] for f in feeds]
+        cand = [ox.run_session(q_sess, f)[ox.output_index(q_sess, task.OUTPUT_NAMES[0])] for f in feeds]
         cand_outputs = ox.io_names(q_sess)[1]
     figures, shapes = compare_runs(ref, cand)
     labels = val.labels[:n]
@@ -213,7 +213,7 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
     return ctx.artifact(kind="openvino" if nncf else "onnx", file=final.name, meta=meta)
 
 
-def _calibration_set(cfg, ctx) -> tuple[dict, list]:
+def calibration_set(cfg, ctx) -> tuple[dict, list]:
     """(facts for meta, samples) of the pinned calibration manifest; DataError if it no longer matches."""
     from ..calibration import calibration_samples, read_manifest, samples_hash
     from ..errors import DataError
@@ -230,7 +230,7 @@ def _calibration_set(cfg, ctx) -> tuple[dict, list]:
 
 
 def _calibration(cfg, ctx, encode, in_names, src, work, final, q) -> dict:
-    facts, samples = _calibration_set(cfg, ctx)
+    facts, samples = calibration_set(cfg, ctx)
     log.info("quantize: static INT8 (QDQ, %s), calibrating on %d %s samples from %s",
              cfg.calibrate_method, len(samples), facts["split"], facts["manifest"])
     pre = q.preprocess(src.main_path, work / "preprocessed.onnx")
@@ -240,7 +240,3 @@ def _calibration(cfg, ctx, encode, in_names, src, work, final, q) -> dict:
                            reduce_range=cfg.reduce_range)
     return facts
 
-
-def _logits_index(session, task) -> int:
-    outs = [o.name for o in session.get_outputs()]
-    return outs.index(task.OUTPUT_NAMES[0]) if task.OUTPUT_NAMES[0] in outs else 0
