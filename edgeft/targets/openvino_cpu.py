@@ -36,17 +36,24 @@ def preload() -> None:
     import openvino  # noqa: F401
 
 
-def compile_model(path, threads: int):
+def settings(threads: int) -> dict:
+    """The target's compile settings: latency hint, fixed threads, f32 inference precision."""
     import openvino as ov
     import openvino.properties as props
     import openvino.properties.hint as hints
 
+    return {hints.performance_mode: hints.PerformanceMode.LATENCY, props.inference_num_threads: threads,
+            hints.inference_precision: ov.Type.f32}
+
+
+def compile_model(model, threads: int):
+    """Compile an ONNX/IR path or an `ov.Model` for the CPU with the target's settings."""
+    import openvino as ov
+
     core = ov.Core()
-    return core.compile_model(core.read_model(str(path)), DEVICE, {
-        hints.performance_mode: hints.PerformanceMode.LATENCY,
-        props.inference_num_threads: threads,
-        hints.inference_precision: ov.Type.f32,
-    })
+    if not isinstance(model, ov.Model):
+        model = core.read_model(str(model))
+    return core.compile_model(model, DEVICE, settings(threads))
 
 
 def load(artifact, threads: int, task=None) -> OvSession:
