@@ -235,3 +235,70 @@ def quantization_summary(quant_path: str | Path) -> dict:
 def _needs_external(src: str | Path) -> bool:
     p = Path(src)
     return sum(q.stat().st_size for q in p.parent.glob(p.name + "*")) >= TWO_GB
+
+
+# ---------------------------------------------------------------------------------------------
+# accuracy-aware static INT8: keep the most sensitive weight ops in float
+
+WEIGHT_OP_TYPES = ("MatMul", "Gemm", "Conv")
+
+
+def weight_nodes(path: str | Path, op_types: Iterable[str] = WEIGHT_OP_TYPES) -> list[str]:
+    """Names of `op_types` nodes with a constant weight input, in graph order: the candidates that
+    an accuracy-aware fallback may keep in float."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    consts = {i.name for i in m.graph.initializer}
+    consts |= {o for n in m.graph.node if n.op_type == "Constant" for o in n.output}
+    op_types = set(op_types)
+    return [n.name for n in m.graph.node if n.op_type in op_types and any(i in consts for i in n.input[1:3])]
+
+
+def float_fallback(quantize: Callable[[list[str]], Path], candidates: list[str],
+                   error: Callable[[Path], float], accuracy: Callable[[Path], float],
+                   latency_ms: Callable[[Path], float], fp32_accuracy: float, max_drop_points: float,
+                   progress: bool = True) -> tuple[list[str], dict]:
+    """Greedy accuracy-aware fallback for static INT8.
+
+    `quantize(kept)` writes the INT8 model with the nodes `kept` left in float and returns its path;
+    `error(path)` is its output error against FP32 on a sensitivity subset (lower is better),
+    `accuracy(path)` its validation accuracy (0..1), `latency_ms(path)` its batch-1 latency.
+
+    If everything in INT8 already drops at most `max_drop_points`, nothing is kept in float.
+    Otherwise each candidate's sensitivity is the error removed by keeping it alone in float; the
+    candidates are then kept in float one at a time, most sensitive first, until the validation
+    drop is within `max_drop_points`. Returns (kept, record); record["met"] says whether it was
+    reached (False: every candidate was tried)."""
+    from tqdm.auto import tqdm
+
+    base = quantize([])
+    acc = accuracy(base)
+    lat = latency_ms(base)
+    record: dict = {"candidates": len(candidates), "val_accuracy_all_int8": acc,
+                    "val_drop_points_all_int8": round(100 * (fp32_accuracy - acc), 3),
+                    "latency_p50_ms_all_int8": round(lat, 3), "kept_float": [], "met": True}
+    if 100 * (fp32_accuracy - acc) <= max_drop_points + 1e-9:
+        return [], record
+    err_all = error(base)
+    gains = [(err_all - error(quantize([name])), name)
+             for name in tqdm(candidates, desc="node sensitivity", unit="node", disable=not progress)]
+    ranked = sorted(gains, key=lambda g: -g[0])
+    record["error_all_int8"] = err_all
+    record["sensitivity"] = [{"node": n, "error_removed": round(g, 6)} for g, n in ranked]
+    kept: list[str] = []
+    bar = tqdm(ranked, desc="float fallback", unit="node", disable=not progress)
+    for gain, name in bar:
+        kept.append(name)
+        path = quantize(kept)
+        acc, prev_lat, lat = accuracy(path), lat, latency_ms(path)
+        drop = 100 * (fp32_accuracy - acc)
+        record["kept_float"].append({"node": name, "error_removed_alone": round(gain, 6),
+                                     "val_accuracy": acc, "val_drop_points": round(drop, 3),
+                                     "latency_p50_ms": round(lat, 3), "latency_cost_ms": round(lat - prev_lat, 3)})
+        bar.set_postfix(drop=f"{drop:.2f}")
+        if drop <= max_drop_points + 1e-9:
+            bar.close()
+            return kept, record
+    record["met"] = False
+    return kept, record

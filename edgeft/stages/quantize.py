@@ -10,6 +10,13 @@ a pinned calibration manifest, on weight MatMul/Gemm and embedding Gathers (atte
 and normalizations stay FP32, they cost accuracy). It needs an unfused export (`optimize: false`):
 the fused Attention/EmbedLayerNormalization ops have no QDQ form, which `check` reports at load time.
 On MiniLM / Rotten Tomatoes, static INT8 was both slower and less faithful than dynamic INT8.
+
+static with `max_drop` (points) is accuracy-aware: if the all-INT8 model loses more validation
+accuracy than that, each weight MatMul/Gemm/Conv's sensitivity is measured (the output error against
+FP32 removed by keeping it alone in float, on `fallback_samples` validation samples), then the most
+sensitive ones are kept in float one at a time until the drop on the whole validation split is within
+`max_drop`. meta["fallback"] records every step: node, validation accuracy, batch-1 latency and its
+cost. One calibration serves every trial quantization.
 """
 
 from __future__ import annotations
@@ -37,8 +44,10 @@ class QuantizeConfig(StageConfig):
     calibration: str | None = Field(None, description="calibration manifest (static, nncf_ptq)")
     calibrate_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     per_channel: bool = Field(True, description="per-channel weight scales")
-    max_drop: float | None = Field(None, gt=0, le=100, description="accuracy-aware methods: the largest "
-                                   "validation accuracy drop allowed, in points")
+    max_drop: float | None = Field(None, gt=0, le=100, description="accuracy-aware methods (static, "
+                                   "nncf_accuracy_control): the largest validation accuracy drop allowed, in points")
+    fallback_samples: PositiveInt = Field(256, description="static with max_drop: validation samples on which "
+                                          "each weight op's sensitivity is measured")
     reduce_range: bool = Field(False, description="7-bit weights: for x86 CPUs without VNNI (AVX2 only), "
                                                   "where u8 x s8 products can saturate")
     parity: QuantParityConfig = QuantParityConfig()
@@ -62,9 +71,11 @@ class QuantizeConfig(StageConfig):
         problems = []
         if self.method == "nncf_accuracy_control" and self.max_drop is None:
             problems.append(("max_drop", "nncf_accuracy_control needs `max_drop` (validation accuracy points)"))
-        if self.max_drop is not None and self.method != "nncf_accuracy_control":
+        if self.max_drop is not None and self.method not in ("static", "nncf_accuracy_control"):
             problems.append(("max_drop", f"method {self.method} does not control accuracy; "
-                                         f"use nncf_accuracy_control"))
+                                         f"use static (ONNX Runtime) or nncf_accuracy_control (OpenVINO)"))
+        if "fallback_samples" in self.model_fields_set and (self.method != "static" or self.max_drop is None):
+            problems.append(("fallback_samples", "only used by method static with max_drop"))
         if self.method != "dynamic" and not self.calibration:
             problems.append(("calibration", f"method {self.method} needs a calibration manifest (calibration/*.yaml)"))
         if self.method.startswith("nncf"):
@@ -162,7 +173,10 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
                              f"has fused ops ({', '.join(f'{k} x{v}' for k, v in fused.items())}) that QDQ cannot "
                              f"quantize; export with `optimize: false` for static INT8, or use method: dynamic")
         meta["calibrate_method"] = cfg.calibrate_method
-        meta["calibration"] = _calibration(cfg, ctx, encode, in_names, src, work, final, q)
+        meta["calibration"], fallback = _static(cfg, ctx, encode, in_names, src, work, final, q)
+        if fallback is not None:
+            meta["fallback"] = fallback
+            meta["float_nodes"] = [k["node"] for k in fallback["kept_float"]]
     log.info("quantize: done in %.1f s", time.perf_counter() - t0)
     if not nncf:
         meta["quantized_ops"] = q.quantization_summary(final)
@@ -229,14 +243,80 @@ def calibration_set(cfg, ctx) -> tuple[dict, list]:
              "num_samples": len(samples)}, samples)
 
 
-def _calibration(cfg, ctx, encode, in_names, src, work, final, q) -> dict:
+def _static(cfg, ctx, encode, in_names, src, work, final, q) -> tuple[dict, dict | None]:
+    """Static QDQ INT8 into `final`; with max_drop, the most sensitive weight ops stay in float until
+    the validation drop is within it. Returns (calibration facts, fallback record or None)."""
+    from ..errors import StageError
+
     facts, samples = calibration_set(cfg, ctx)
     log.info("quantize: static INT8 (QDQ, %s), calibrating on %d %s samples from %s",
              cfg.calibrate_method, len(samples), facts["split"], facts["manifest"])
     pre = q.preprocess(src.main_path, work / "preprocessed.onnx")
     reader = q.calibration_reader(samples, encode, in_names, batch_size=1)   # natural lengths, no padding
     cache = q.static_calibration(pre, reader, work / "calibration.json", cfg.calibrate_method)
-    q.quantize_static_int8(pre, final, cache, cfg.calibrate_method, per_channel=cfg.per_channel,
-                           reduce_range=cfg.reduce_range)
-    return facts
+    always_float = q.activation_matmuls(pre)
 
+    def quantize(kept: list[str], dst=work / "trial.onnx"):
+        return q.quantize_static_int8(pre, dst, cache, cfg.calibrate_method, per_channel=cfg.per_channel,
+                                      reduce_range=cfg.reduce_range, nodes_to_exclude=always_float + kept)
+
+    if cfg.max_drop is None:
+        quantize([], final)
+        return facts, None
+    kept, record = _fallback_search(cfg, ctx, encode, pre, quantize, q)
+    if not record["met"]:
+        raise StageError(f"{ctx.stage_name}: even with all {len(kept)} weight ops in float the validation drop is "
+                         f"{record['kept_float'][-1]['val_drop_points']:.2f} points, more than max_drop "
+                         f"{cfg.max_drop:g}; nothing was stored")
+    log.info("quantize: %d of %d weight ops kept in float for max_drop %g (all-INT8 drop %.2f points)",
+             len(kept), record["candidates"], cfg.max_drop, record["val_drop_points_all_int8"])
+    quantize(kept, final)
+    return facts, record
+
+
+def _fallback_search(cfg, ctx, encode, fp32_path, quantize, q) -> tuple[list[str], dict]:
+    """The measurements float_fallback needs, on the validation split: accuracy on all of it (in
+    batches of 32, as the stage's final check), output error on the first `fallback_samples`, batch-1
+    latency (2 threads) on 64 sentences at their own length."""
+    import time
+
+    import numpy as np
+
+    from ..ops import onnx_export as ox
+    from ..ops.parity import parity_feeds
+
+    task, val = ctx.task, ctx.splits().validation
+    feeds, _ = parity_feeds(val.items, encode, singles=0)
+    sens = feeds[:max(1, -(-min(cfg.fallback_samples, len(val)) // 32))]
+    singles = [encode([t]) for t in val.items[:64]]
+
+    def outputs(path, fs, threads=None):
+        sess = ox.session(path, threads)
+        i = ox.output_index(sess, task.OUTPUT_NAMES[0])
+        return [ox.run_session(sess, f)[i] for f in fs]
+
+    def accuracy(path) -> float:
+        return task.metrics(np.concatenate(outputs(path, feeds)), val.labels)["accuracy"]
+
+    reference = outputs(fp32_path, sens)
+
+    def error(path) -> float:
+        return float(np.mean([np.abs(c - r).mean() for c, r in zip(outputs(path, sens), reference)]))
+
+    def latency_ms(path) -> float:
+        sess = ox.session(path, threads=2)
+        for f in singles[:8]:
+            ox.run_session(sess, f)
+        ms = []
+        for f in singles * 2:
+            t = time.perf_counter()
+            ox.run_session(sess, f)
+            ms.append(1e3 * (time.perf_counter() - t))
+        return float(np.median(ms))
+
+    fp32_acc = accuracy(fp32_path)
+    kept, record = q.float_fallback(quantize, q.weight_nodes(fp32_path), error, accuracy, latency_ms, fp32_acc,
+                                    cfg.max_drop)
+    record.update(val_accuracy_fp32=fp32_acc, sensitivity_samples=sum(len(next(iter(f.values()))) for f in sens),
+                  latency="batch 1, 2 threads, median of 128 runs over 64 validation sentences at own length")
+    return kept, record

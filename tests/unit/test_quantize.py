@@ -69,7 +69,9 @@ def quantized(runs, manifest, probe_model):
     stages = [EXPORT,
               {"name": "dyn", "type": "quantize", "input": "@onnx", "method": "dynamic", "parity": PARITY},
               {"name": "static", "type": "quantize", "input": "@onnx", "method": "static",
-               "calibration": str(manifest), "parity": PARITY}]
+               "calibration": str(manifest), "parity": PARITY},
+              {"name": "static-ac", "type": "quantize", "input": "@onnx", "method": "static",
+               "calibration": str(manifest), "parity": PARITY, "max_drop": 1.0, "fallback_samples": 64}]
     return run_recipe(_recipe(probe_model, stages), runs_dir=runs).artifacts
 
 
@@ -123,6 +125,107 @@ def test_static_with_a_stale_manifest_fails(quantized, runs, manifest, probe_mod
     with pytest.raises(DataError, match="the data changed"):
         run_recipe(recipe, runs_dir=runs)          # the export is reused from the store
     assert not (runs / ".store" / plan(recipe)[1].key).exists()
+
+
+def test_static_with_max_drop_checks_the_whole_validation_split(quantized):
+    m = quantized["static-ac"].meta
+    fb = m["fallback"]
+    assert fb["met"] and fb["candidates"] == 38          # 36 encoder MatMuls + pooler and classifier Gemms
+    assert m["val_drop_points"] <= 1.0 and m["parity"]["n"] >= 128
+    assert fb["val_accuracy_fp32"] == pytest.approx(m["val_accuracy_fp32"])
+    if fb["val_drop_points_all_int8"] <= 1.0:            # all INT8 already within max_drop: nothing kept
+        assert m["float_nodes"] == [] and fb["kept_float"] == []
+        assert m["val_accuracy_int8"] == pytest.approx(fb["val_accuracy_all_int8"])
+    assert m["quantized_ops"]["weight_matmul_float"] == len(m["float_nodes"])
+    assert fb["latency_p50_ms_all_int8"] > 0
+
+
+@pytest.fixture(scope="module")
+def fallback_parts(quantized, manifest, tmp_path_factory):
+    """Pre-processed FP32 graph, its calibration cache and validation texts of the `onnx` export."""
+    import numpy as np
+
+    from edgeft.ops import onnx_export as ox
+    from edgeft.ops import quantization as q
+    from edgeft.tasks import text_classification as task
+
+    fp32 = quantized["onnx"]
+    work = tmp_path_factory.mktemp("fallback")
+    tok = task.load_processor(fp32.path)
+    splits = task.load_splits(validate_recipe(small_recipe()))
+
+    def encode(texts):
+        return task.encode(tok, texts, 32)
+
+    pre = q.preprocess(fp32.main_path, work / "pre.onnx")
+    names, _ = ox.io_names(pre)
+    cache = q.static_calibration(pre, q.calibration_reader(splits.train.items[:32], encode, names, progress=False),
+                                 work / "cal.json")
+    texts = splits.validation.items[:128]
+    feeds = [encode(texts[i:i + 32]) for i in range(0, len(texts), 32)]
+
+    def logits(path):
+        sess = ox.session(path)
+        return np.concatenate([ox.run_session(sess, f)[ox.output_index(sess, "logits")] for f in feeds])
+
+    return pre, cache, work, logits, q
+
+
+def test_float_fallback_keeps_the_most_sensitive_ops_in_float_until_the_drop_is_met(fallback_parts):
+    """Accuracy here is agreement with the FP32 model's own predictions (FP32 scores 1.0), so the
+    all-INT8 model has a real drop to recover. Candidates: the last layer's six MatMuls, pooler and
+    classifier, so the search stays short; with all of them in float the drop is smaller, and
+    max_drop sits between the two."""
+    import numpy as np
+
+    pre, cache, work, logits, q = fallback_parts
+    candidates = q.weight_nodes(pre)[-8:]
+    assert any("layer.5" in c for c in candidates) and len(candidates) == 8
+    always_float = q.activation_matmuls(pre)
+    reference = logits(pre)
+    made = []
+
+    def quantize(kept, dst=work / "trial.onnx"):
+        made.append(list(kept))
+        return q.quantize_static_int8(pre, dst, cache, nodes_to_exclude=always_float + kept)
+
+    def accuracy(path):
+        return float((logits(path).argmax(-1) == reference.argmax(-1)).mean())
+
+    def error(path):
+        return float(np.abs(logits(path) - reference).mean())
+
+    drop_all = 100 * (1 - accuracy(quantize([])))
+    drop_none = 100 * (1 - accuracy(quantize(candidates)))
+    assert drop_none < drop_all                      # keeping these in float does recover agreement
+    max_drop = (drop_all + drop_none) / 2
+    kept, rec = q.float_fallback(quantize, candidates, error, accuracy, lambda p: 1.0, 1.0, max_drop, progress=False)
+    assert rec["met"] and rec["val_drop_points_all_int8"] == pytest.approx(drop_all, abs=1e-3)
+    ranked = [s["node"] for s in rec["sensitivity"]]
+    assert sorted(ranked) == sorted(candidates) and kept == ranked[:len(kept)]   # most sensitive first
+    gains = [s["error_removed"] for s in rec["sensitivity"]]
+    assert gains == sorted(gains, reverse=True)
+    steps = rec["kept_float"]
+    assert [s["node"] for s in steps] == kept and steps[-1]["val_drop_points"] <= max_drop
+    assert all(s["val_drop_points"] > max_drop for s in steps[:-1])          # stops at the first that meets it
+    assert q.quantization_summary(quantize(kept))["weight_matmul_float"] == len(kept)
+
+
+def test_float_fallback_says_when_max_drop_cannot_be_met(fallback_parts):
+    pre, cache, work, logits, q = fallback_parts
+    candidates = q.weight_nodes(pre)[:1]
+    reference = logits(pre).argmax(-1)
+
+    def quantize(kept):
+        return q.quantize_static_int8(pre, work / "t2.onnx", cache, nodes_to_exclude=q.activation_matmuls(pre) + kept)
+
+    def accuracy(path):      # a metric no INT8 model meets: 1.0 only for the FP32 graph itself
+        return 1.0 if path == pre else float((logits(path).argmax(-1) == reference).mean()) - 0.5
+
+    kept, rec = q.float_fallback(quantize, candidates, lambda p: 0.0, accuracy, lambda p: 1.0, 1.0, 1.0,
+                                 progress=False)
+    assert not rec["met"] and kept == candidates and len(rec["kept_float"]) == 1
+    assert rec["kept_float"][0]["val_drop_points"] > 1.0
 
 
 def test_quantize_parity_failure_commits_nothing(quantized, runs, probe_model):
@@ -220,6 +323,8 @@ def test_openvino_target_runs_onnx_and_ir_artifacts(nncf_run):
     ({"per_channel": False}, ["openvino"], "stages[1].method", "NNCF's own"),
     ({"method": "nncf_accuracy_control"}, ["openvino"], "stages[1].max_drop", "needs `max_drop`"),
     ({"max_drop": 1.0}, ["openvino"], "stages[1].max_drop", "does not control accuracy"),
+    ({"method": "dynamic", "calibration": None, "max_drop": 1.0}, ["cpu"], "stages[1].max_drop",
+     "use static (ONNX Runtime) or nncf_accuracy_control"),
 ])
 def test_bad_nncf_combinations_fail_at_load_time(manifest, extra, bench_targets, path, reason):
     q = {"name": "ov", "type": "quantize", "method": "nncf_ptq", "calibration": str(manifest), **extra}
