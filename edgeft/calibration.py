@@ -52,9 +52,20 @@ def choose_indices(n_available: int, num_samples: int, seed: int) -> list[int]:
 
 
 def samples_hash(samples: list) -> str:
+    """sha256 over the samples' content: texts by their repr, image arrays by shape, dtype and pixels,
+    image files (paths) by their bytes."""
+    import numpy as np
+
     h = hashlib.sha256()
     for s in samples:
-        h.update(repr(s).encode())
+        if isinstance(s, np.ndarray):
+            h.update(f"ndarray{s.shape}{s.dtype}".encode())
+            h.update(np.ascontiguousarray(s).tobytes())
+        elif isinstance(s, Path):
+            h.update(b"file:")
+            h.update(hashlib.sha256(s.read_bytes()).digest())
+        else:
+            h.update(repr(s).encode())
         h.update(b"\0")
     return h.hexdigest()
 

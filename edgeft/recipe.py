@@ -20,7 +20,10 @@ from .errors import RecipeError
 log = logging.getLogger("edgeft")
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-TASKS = ("text-classification",)
+TASKS = ("text-classification", "image-classification")
+# data keys that only one task reads: setting one for the other task is an error, not silently ignored
+TEXT_DATA_KEYS = ("max_length", "text_column", "label_column", "group_column")
+IMAGE_DATA_KEYS = ("image_size",)
 
 
 class Strict(BaseModel):
@@ -52,6 +55,8 @@ class DataConfig(Strict):
     text_column: str = "text"
     label_column: str = "label"
     max_length: PositiveInt = 128
+    image_size: int | None = Field(None, ge=16, le=1024, description="image tasks: images are resized to "
+                                   "image_size x image_size (default 224)")
     max_samples: dict[Literal["train", "validation", "test"], PositiveInt] = {}
 
     @model_validator(mode="after")
@@ -83,8 +88,25 @@ class Recipe(Strict):
 
     def context_fields(self) -> dict:
         """The recipe-level settings every stage's output depends on (part of every cache key)."""
-        return {"task": self.task, "seed": self.seed, "model": self.model.model_dump(),
-                "data": self.data.model_dump()}
+        data = self.data.model_dump(exclude={"image_size"} if self.data.image_size is None else set())
+        return {"task": self.task, "seed": self.seed, "model": self.model.model_dump(), "data": data}
+
+    def task_problems(self) -> list[tuple[str, str]]:
+        """Settings of the other task: rejected, so nothing a user wrote is silently ignored."""
+        is_image = self.task == "image-classification"
+        other = TEXT_DATA_KEYS if is_image else IMAGE_DATA_KEYS
+        problems = [(f"data.{k}", f"{'a text' if is_image else 'an image'}-classification setting; this recipe's "
+                                  f"task is {self.task}") for k in other if differs_from_default(self.data, k)]
+        if is_image and self.data.source == "builtin:fashion_mnist" and differs_from_default(self.data.split, "test"):
+            problems.append(("data.split.test", "builtin:fashion_mnist uses its official test set; only "
+                                                "split.validation (a fraction of train) applies"))
+        return problems
+
+
+def differs_from_default(model: BaseModel, key: str) -> bool:
+    """A key set to something other than its default (a dumped and re-loaded recipe lists every key,
+    defaults included: those change nothing, so they are not held against the other task)."""
+    return getattr(model, key) != type(model).model_fields[key].default
 
 
 def resolve_path(p: str, base_dir: Path) -> Path:
@@ -221,6 +243,7 @@ def validate_recipe(raw: dict, base_dir: Path = Path("."), source: str = "recipe
                 parsed_stages.append(None)
     if recipe is not None:
         # cross-checks run even when some stages failed to parse: the user sees every problem at once
+        problems += recipe.task_problems()
         problems += stage_registry.check_stages(parsed_stages, recipe, _unparsed_names(raw_stages, parsed_stages))
         warnings = stage_registry.stage_warnings(parsed_stages, recipe)
         if recipe.strict:

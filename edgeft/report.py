@@ -28,6 +28,16 @@ LEGEND = [
                  "at the fixed shape (interpreter and runtime included)"),
     ("speedup", "p50 of the reference (PyTorch eager FP32 of the benchmark's `reference`, else of the same torch model) divided by this p50"),
 ]
+# image tasks: every input has the recipe's one shape, so "real" and "fixed" requests have the same shape
+LEGEND_IMAGE = {
+    "p50 / p90 / p99": "latency percentiles in ms at batch 1, one test image per request at the recipe's image size "
+                       "(preprocessing not included)",
+    "fixed p50": "median latency in ms at batch 1 of one image repeated: the same shape as p50 (images have one "
+                 "shape), so the two differ only by input content and timing noise",
+    "throughput": "images per second at the throughput batch size",
+    "size MB": "the model weight file(s) a user ships for this runtime (config and preprocessing files not counted)",
+    "params": "parameters of the torch model the artifact came from",
+}
 
 
 # ---------------------------------------------------------------------------------------------- pareto
@@ -106,13 +116,16 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
     shape = st.get("fixed_shape") or (rows[0].get("macs_shape") if rows else None)
     shape_txt = "×".join(str(s) for s in shape) if shape else "fixed shape"
     runtimes = ", ".join(f"{k} {v}" for k, v in (env.get("runtimes") or {}).items())
+    rdata = recipe.get("data") or {}
+    is_image = recipe.get("task") == "image-classification"
 
     out = [f"# edgeft report: {recipe.get('name', 'benchmark')}", ""]
     out.append(f"- **Created:** {report.get('created', '—')}")
     if recipe:
         out.append(f"- **Recipe:** `{recipe.get('name')}` — task {recipe.get('task')}, model "
                    f"`{(recipe.get('model') or {}).get('source')}`, data `{(recipe.get('data') or {}).get('source')}`"
-                   f" (max_length {(recipe.get('data') or {}).get('max_length')}), seed {recipe.get('seed')}")
+                   + (f" (image_size {rdata.get('image_size') or 224})" if is_image else
+                      f" (max_length {rdata.get('max_length')})") + f", seed {recipe.get('seed')}")
     out.append(f"- **Machine:** {env.get('cpu', '?')}, {env.get('cores', '?')} cores, {env.get('machine', '')}; "
                f"ISA {' '.join(env.get('isa') or []) or '—'}; Python {env.get('python', '?')}")
     if runtimes:
@@ -123,7 +136,15 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
         out.append(f"- **Warning:** other work used {used} while timing (1-min load "
                    f"{'/'.join(str(x) for x in env.get('load_avg_1min') or []) or '?'} on {env.get('cores', '?')} "
                    f"cores): absolute times are inflated and noisy; compare rows of this run only")
-    if st:
+    if st and is_image:
+        out.append(f"- **Settings:** {st.get('threads')} thread(s); latency at batch 1 over "
+                   f"{st.get('latency_samples_used', st.get('latency_samples'))} test images of shape {shape_txt}, "
+                   f"{st.get('rounds')} interleaved round(s) after {st.get('warmup')} warm-up runs; images have one "
+                   f"shape, so the fixed-shape column repeats one image {st.get('fixed_runs')} times per round at "
+                   f"that same shape (not a padded variant); throughput at batch {st.get('throughput_batch_size')}, "
+                   f"{st.get('throughput_batches')} batches per round; peak RSS "
+                   f"{'in a fresh process per row' if st.get('memory', True) else 'not measured'}")
+    elif st:
         out.append(f"- **Settings:** {st.get('threads')} thread(s); latency at batch 1 over "
                    f"{st.get('latency_samples_used', st.get('latency_samples'))} test texts at their own length "
                    f"(mean {st.get('sample_mean_tokens', '?')} tokens), {st.get('rounds')} interleaved round(s) "
@@ -131,7 +152,10 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
                    f"per round; throughput at batch {st.get('throughput_batch_size')}, "
                    f"{st.get('throughput_batches')} batches per round; peak RSS "
                    f"{'in a fresh process per row' if st.get('memory', True) else 'not measured'}")
-    if data:
+    if data and is_image:
+        out.append(f"- **Data:** test {data.get('test')} images, train {data.get('train')}, "
+                   f"validation {data.get('validation')}")
+    elif data:
         out.append(f"- **Data:** test {data.get('test')} samples (mean {data.get('test_mean_tokens', '?')} tokens), "
                    f"train {data.get('train')}, validation {data.get('validation')}")
     out.append("")
@@ -169,7 +193,7 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
     if image:
         out += [f"![accuracy vs p50 latency, one panel per target]({image})", ""]
     out += ["## What each column means", ""]
-    out += [f"- **{k}**: {v}" for k, v in LEGEND]
+    out += [f"- **{k}**: {(LEGEND_IMAGE.get(k) if is_image else None) or v}" for k, v in LEGEND]
     if refs:
         out.append(f"- reference row(s): {', '.join(refs)}")
     out.append("")

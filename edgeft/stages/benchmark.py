@@ -140,23 +140,29 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
     tp_idx = np.resize(rng.permutation(len(test)), cfg.throughput_batch_size * cfg.throughput_batches)
 
     # what each artifact needs once: encoded inputs, size, params and MACs of its torch ancestor
-    prepared, counted = {}, {}
+    prepared, counted, encoded = {}, {}, {}
     for a in {a.key: a for _, a in pairs}.values():
-        proc = task.load_processor(a.path)
-        lengths = np.array([len(x) for x in proc(list(test.items), truncation=True, max_length=max_len)["input_ids"]])
-        order = np.argsort(lengths, kind="stable")
-        evals = [(ix, task.encode(proc, [test.items[i] for i in ix], max_len))
-                 for ix in np.array_split(order, max(1, -(-len(order) // cfg.eval_batch_size)))]
-        tp = [task.encode(proc, [test.items[i] for i in ix], max_len)
-              for ix in np.array_split(tp_idx, cfg.throughput_batches)]
+        proc = task.load_processor(a.path, recipe.data)
+        # inputs are encoded once per distinct preprocessing (images: one for every artifact of the run)
+        enc_key = task.processor_key(proc, a.path)
+        if enc_key not in encoded:
+            lengths = task.example_lengths(proc, test.items, max_len)
+            order = np.argsort(lengths, kind="stable")
+            evals = [(ix, task.encode(proc, [test.items[i] for i in ix], max_len))
+                     for ix in np.array_split(order, max(1, -(-len(order) // cfg.eval_batch_size)))]
+            tp = [task.encode(proc, [test.items[i] for i in ix], max_len)
+                  for ix in np.array_split(tp_idx, cfg.throughput_batches)]
+            real = [task.encode(proc, [test.items[i]], max_len) for i in lat_idx]
+            fixed = task.encode(proc, [test.items[lat_idx[0]]], max_len, pad_to_max=True)
+            encoded[enc_key] = (lengths, evals, tp, real, fixed)
+        lengths, evals, tp, real, fixed = encoded[enc_key]
         src = torch_ancestor(a)
         if src is None:
             log.warning("%s: no torch ancestor found (meta.torch_source); params and MACs left empty", a.stage)
         elif src.key not in counted:
             counted[src.key] = count_model(task, src, max_len)
         prepared[a.key] = {
-            "real": [task.encode(proc, [test.items[i]], max_len) for i in lat_idx],
-            "fixed": task.encode(proc, [test.items[lat_idx[0]]], max_len, pad_to_max=True),
+            "real": real, "fixed": fixed,
             "evals": evals, "tp": tp, "ancestor": src.key if src else None,
             "counts": counted.get(src.key, {}) if src else {},
             "mean_tokens": float(lengths.mean()), "sample_tokens": float(lengths[lat_idx].mean()),
@@ -204,7 +210,7 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
         row["files_mb"] = round(a.size_mb(), 3)
         row["params"] = p["counts"].get("params")
         row["macs"] = p["counts"].get("macs")
-        row["macs_shape"] = [1, max_len]
+        row["macs_shape"] = task.fixed_shape(recipe.data)
         row["fixed_gops"] = (round(2 * row["macs"] / (row["latency_fixed_ms"]["p50"] / 1e3) / 1e9, 1)
                              if row["macs"] else None)
         row.update(measure_in_subprocess(t, a, cfg.threads, max_len, recipe.task) if cfg.memory else
@@ -222,7 +228,7 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
         "environment": {**host_fingerprint(), "runtimes": runtime_versions(),
                         "others_cpu_share": others, "load_avg_1min": [load_before, _load()], "busy": busy},
         "settings": {**cfg.model_dump(mode="json", exclude={"name", "type", "input", "artifacts"}),
-                     "latency_samples_used": int(len(lat_idx)), "fixed_shape": [1, max_len],
+                     "latency_samples_used": int(len(lat_idx)), "fixed_shape": task.fixed_shape(recipe.data),
                      "sample_mean_tokens": round(prepared[pairs[0][1].key]["sample_tokens"], 1),
                      "seed": recipe.seed},
         "data": {**splits.sizes(), "labels": list(splits.label_names),
@@ -269,12 +275,11 @@ def count_model(task, artifact, max_len: int) -> dict:
     import torch
 
     from ..ops.macs import count_macs, count_params
-    from ..targets.base import synthetic_inputs
     from ..targets.pytorch import TorchSession
 
     model = task.load_model(artifact.path)
     names = TorchSession(model, 1).input_names
-    feed = {k: torch.from_numpy(v) for k, v in synthetic_inputs(names, 1, max_len, model.config.vocab_size).items()}
+    feed = {k: torch.from_numpy(v) for k, v in task.dummy_inputs(names, 1, max_len, artifact.path).items()}
     return {"params": count_params(model), "macs": count_macs(model, feed)}
 
 

@@ -6,6 +6,8 @@ the layer each student layer was pruned from when the student descends from the 
 stage records it), else an even spread (last ↔ last); a learned linear projection bridges
 different widths. Trains on the train split with HF Trainer, validates each epoch, keeps the best.
 
+Image tasks (CNNs): logits only (KL + CE); `beta` must be left out or 0 and `layer_map` is not used.
+
 Defaults (T 2, α 0.5, β 1, lr 1e-4, 4 epochs) are the settings every distilled figure in the README
 was measured with (README, "Pruning and distillation"); other values were not compared.
 """
@@ -40,12 +42,20 @@ class DistillConfig(TrainConfig):
 
     def check(self, recipe, stages) -> list[tuple[str, str]]:
         from . import input_stage
+        from .finetune import task_knob_problems
 
+        problems = task_knob_problems(self, recipe)
+        if recipe.task == "image-classification":
+            if self.beta not in (0, type(self).model_fields["beta"].default):
+                problems.append(("beta", "image tasks distill logits only (no hidden-state loss): leave beta out or 0"))
+            if self.layer_map != "auto":
+                problems.append(("layer_map", "maps transformer layers for the hidden-state loss; image tasks "
+                                              "distill logits only"))
         student = input_stage(stages, self)
         if student is not None and "@" + student.name == self.teacher:
-            return [("teacher", f"{self.teacher} is also the student (input); distill a pruned or smaller "
-                                f"model into which the teacher's knowledge goes")]
-        return []
+            problems.append(("teacher", f"{self.teacher} is also the student (input); distill a pruned or smaller "
+                                        f"model into which the teacher's knowledge goes"))
+        return problems
 
 
 def run(cfg: DistillConfig, inputs: dict, ctx):
@@ -58,6 +68,14 @@ def run(cfg: DistillConfig, inputs: dict, ctx):
     src, processor, student = load_input(inputs, ctx)
     teacher = task.load_model(teacher_art.main_path)
     _check_pair(student, teacher, splits.label_names)
+    if not task.HIDDEN_STATE_KD:           # CNN: logit distillation only
+        kd = cfg.model_copy(update={"beta": 0.0})
+        log.info("distill: logits only (T=%g α=%g)", cfg.temperature, cfg.alpha)
+        meta = train_classifier(student, processor, cfg, ctx, trainer_cls=_distill_trainer(),
+                                trainer_kwargs=dict(teacher=teacher, cfg=kd, layer_map=[], projections=None))
+        meta.update({"teacher": teacher_art.key, "teacher_val_accuracy": teacher_art.meta.get("val_accuracy"),
+                     "temperature": cfg.temperature, "alpha": cfg.alpha, "beta": 0.0, "loss": "logits (KL + CE)"})
+        return ctx.artifact(kind="torch", file="", meta=meta)
 
     ls, lt = student.config.num_hidden_layers, teacher.config.num_hidden_layers
     if cfg.layer_map != "auto":
@@ -90,9 +108,9 @@ def _check_pair(student, teacher, label_names):
     t_labels = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
     if t_labels != list(label_names):
         raise StageError(f"distill: the teacher's classes {t_labels} differ from the data's {list(label_names)}")
-    if student.config.vocab_size != teacher.config.vocab_size:
-        raise StageError(f"distill: student and teacher must share a tokenizer (vocab {student.config.vocab_size} "
-                         f"vs {teacher.config.vocab_size})")
+    sv, tv = getattr(student.config, "vocab_size", None), getattr(teacher.config, "vocab_size", None)
+    if sv != tv:
+        raise StageError(f"distill: student and teacher must share a tokenizer (vocab {sv} vs {tv})")
 
 
 def _distill_trainer():
@@ -123,9 +141,10 @@ def _distill_trainer():
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             labels = inputs.pop("labels")
             hidden = self.kd.beta > 0
-            out = model(**inputs, output_hidden_states=hidden)
+            extra = {"output_hidden_states": True} if hidden else {}    # CNNs take no such argument
+            out = model(**inputs, **extra)
             with torch.no_grad():
-                t = self.teacher(**inputs, output_hidden_states=hidden)
+                t = self.teacher(**inputs, **extra)
             s_h = out.hidden_states[1:] if hidden else ()
             t_h = [t.hidden_states[m + 1] for m in self.layer_map] if hidden else ()
             loss, _ = distillation_loss(out.logits, t.logits, labels, self.kd.temperature, self.kd.alpha,

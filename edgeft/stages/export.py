@@ -43,6 +43,13 @@ class ExportConfig(StageConfig):
     def produces(self) -> str:
         return "onnx"
 
+    def check(self, recipe, stages) -> list[tuple[str, str]]:
+        if recipe.task != "text-classification" and self.optimize:
+            return [("optimize", "ONNX Runtime transformer fusions are for transformer encoders; "
+                                 f"a {recipe.task} CNN exports without them (ONNX Runtime fuses Conv+activation "
+                                 f"at load time)")]
+        return []
+
 
 def run(cfg: ExportConfig, inputs: dict, ctx):
     import shutil
@@ -59,12 +66,12 @@ def run(cfg: ExportConfig, inputs: dict, ctx):
         from ..models import resolve_source
         model_dir, torch_source = resolve_source(ctx.recipe.model.source), "model:" + ctx.recipe.model.source
         torch.manual_seed(ctx.recipe.seed)   # a new head is initialized: same recipe, same export
-        model = task.load_model(model_dir, splits.label_names)
+        model = task.load_model(model_dir, splits.label_names, ctx.recipe.data)
     else:
         model_dir, torch_source = src.path, src.key
         model = task.load_model(model_dir)
     model = model.float().eval()
-    processor = task.load_processor(model_dir)
+    processor = task.load_processor(model_dir, ctx.recipe.data)
     names = task.input_names(processor)
     max_len = ctx.recipe.data.max_length
 

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, NonNegativeInt, PositiveInt
 
 from ..errors import StageError
+from ..recipe import differs_from_default
 from .base import StageConfig
 
 log = logging.getLogger("edgeft")
@@ -33,11 +34,35 @@ class TrainConfig(StageConfig):
         "auto", description="auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU")
     group_by_length: bool = Field(True, description="batch similar lengths together: less padding, faster")
     keep_best: bool = Field(True, description="keep the epoch with the best validation accuracy")
+    augment: list[Literal["flip", "crop"]] = Field(
+        [], description="image tasks: random horizontal flip / random crop (zero padding of size/8) of training images")
 
     accepts = ("torch",)
 
     def produces(self) -> str:
         return "torch"
+
+    def key_config(self) -> dict:
+        d = super().key_config()
+        if not d.get("augment"):
+            d.pop("augment", None)      # recipes without it keep their cache keys
+        return d
+
+    def check(self, recipe, stages) -> list[tuple[str, str]]:
+        return task_knob_problems(self, recipe)
+
+
+TEXT_ONLY_KEYS = ("group_by_length", "freeze_embeddings", "freeze_layers")
+IMAGE_ONLY_KEYS = ("augment",)
+
+
+def task_knob_problems(cfg, recipe) -> list[tuple[str, str]]:
+    """Keys of a training stage that the recipe's task does not use: errors, never silently ignored."""
+    image = recipe.task == "image-classification"
+    keys = TEXT_ONLY_KEYS if image else IMAGE_ONLY_KEYS
+    return [(k, f"{'a text' if image else 'an image'}-classification setting; this recipe's task is "
+                f"{recipe.task}")
+            for k in keys if k in type(cfg).model_fields and differs_from_default(cfg, k)]
 
 
 class FinetuneConfig(TrainConfig):
@@ -64,11 +89,12 @@ def resolve_precision(requested: str, cuda: bool, bf16_ok: bool) -> str:
 
 
 def encode_examples(processor, split, max_length: int) -> list[dict]:
-    """One dict per example (unpadded token ids + label): DataCollatorWithPadding pads per batch."""
-    keep = list(processor.model_input_names)
-    enc = processor(list(split.items), truncation=True, max_length=max_length)
-    return [{**{k: enc[k][i] for k in keep if k in enc}, "labels": int(split.labels[i])}
-            for i in range(len(split))]
+    """Text: one dict per example (unpadded token ids + label); kept for callers of the text task."""
+    from types import SimpleNamespace
+
+    from ..tasks import text_classification
+
+    return text_classification.training_examples(processor, split, SimpleNamespace(max_length=max_length))
 
 
 def load_input(inputs: dict, ctx):
@@ -82,7 +108,8 @@ def load_input(inputs: dict, ctx):
     model_dir = str(src.main_path) if src is not None else resolve_source(ctx.recipe.model.source)
     label_names = ctx.splits().label_names
     set_seed(ctx.recipe.seed)             # before a new head is initialised
-    return src, ctx.task.load_processor(model_dir), ctx.task.load_model(model_dir, label_names)
+    data = ctx.recipe.data
+    return src, ctx.task.load_processor(model_dir, data), ctx.task.load_model(model_dir, label_names, data)
 
 
 def run(cfg: FinetuneConfig, inputs: dict, ctx):
@@ -113,7 +140,7 @@ def train_classifier(model, processor, cfg: TrainConfig, ctx, trainer_cls=None, 
     keep the best epoch, save model and processor to ctx.out_dir (unless `save` is false: the
     caller exports the trained model itself). Returns the training meta."""
     import torch
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import Trainer, TrainingArguments
 
     from ..ops.training import count_params
 
@@ -123,8 +150,8 @@ def train_classifier(model, processor, cfg: TrainConfig, ctx, trainer_cls=None, 
     splits = ctx.splits()
     n_params, n_trainable = count_params(model)
     max_length = recipe.data.max_length
-    train = encode_examples(processor, splits.train, max_length)
-    val = encode_examples(processor, splits.validation, max_length)
+    train = task.training_examples(processor, splits.train, recipe.data, augment=getattr(cfg, "augment", ()))
+    val = task.training_examples(processor, splits.validation, recipe.data)
 
     scratch = ctx.out_dir / SCRATCH
     args = TrainingArguments(
@@ -133,7 +160,7 @@ def train_classifier(model, processor, cfg: TrainConfig, ctx, trainer_cls=None, 
         warmup_ratio=cfg.warmup_ratio, lr_scheduler_type="linear", optim="adamw_torch",
         max_grad_norm=cfg.max_grad_norm,
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.eval_batch_size,
-        group_by_length=cfg.group_by_length,
+        group_by_length=cfg.group_by_length and task.GROUP_BY_LENGTH,
         eval_strategy="epoch", logging_strategy="epoch",
         save_strategy="epoch" if cfg.keep_best else "no", save_only_model=True, save_total_limit=1,
         save_safetensors=True, load_best_model_at_end=cfg.keep_best,
@@ -145,7 +172,7 @@ def train_classifier(model, processor, cfg: TrainConfig, ctx, trainer_cls=None, 
     timer = _epoch_timer()
     trainer = (trainer_cls or Trainer)(
         model=model, args=args, train_dataset=train, eval_dataset=val, processing_class=processor,
-        data_collator=DataCollatorWithPadding(processor),
+        data_collator=task.collator(processor),
         compute_metrics=lambda p: task.metrics(p.predictions, p.label_ids),
         callbacks=[timer], **(trainer_kwargs or {}),
     )
@@ -184,7 +211,8 @@ def train_classifier(model, processor, cfg: TrainConfig, ctx, trainer_cls=None, 
         "train_loss_per_epoch": losses,
         "train_samples": len(train),
         "validation_samples": len(val),
-        "max_length": max_length,
+        **({"max_length": max_length} if task.GROUP_BY_LENGTH else {"image_size": task.image_size(recipe.data)}),
+        **({"augment": list(cfg.augment)} if getattr(cfg, "augment", None) else {}),
         "epoch_wall_s": timer.epoch_s,
         "steps": trainer.state.global_step,
     }
@@ -194,9 +222,9 @@ def train_classifier(model, processor, cfg: TrainConfig, ctx, trainer_cls=None, 
 
 
 def train_steps(model, processor, examples: list[dict], steps: int, lr: float, batch_size: int, seed: int,
-                scratch_parent) -> None:
+                scratch_parent, collator=None) -> None:
     """A short fine-tune of `steps` optimizer steps (no validation, nothing saved): recovery
-    between pruning steps."""
+    between pruning steps. `collator` default: dynamic padding (text)."""
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
@@ -210,7 +238,7 @@ def train_steps(model, processor, examples: list[dict], steps: int, lr: float, b
     )
     try:
         Trainer(model=model, args=args, train_dataset=examples, processing_class=processor,
-                data_collator=DataCollatorWithPadding(processor)).train()
+                data_collator=collator or DataCollatorWithPadding(processor)).train()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     model.to("cpu").eval()

@@ -11,6 +11,12 @@ that loads with `from_pretrained`, fine-tunes, distills and exports like any oth
 
 `unstructured` (magnitude sparsity) keeps every shape: none of edgeft's targets runs sparse weights
 faster, so the validator warns (an error with `strict: true`).
+
+Image tasks (CNNs): `channels` removes that fraction of every convolution layer's output channels
+with torch-pruning (ops/channel_pruning.py: dependency graph of coupled channels, Taylor or L2
+importance, the classifier left out); the narrower weights are saved in edgeft's CNN folder format,
+which records every module's new shape. The transformer keys and `channels` are each rejected for
+the other task at load time.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Literal
 from pydantic import Field, NonNegativeInt, PositiveInt
 
 from ..errors import StageError
+from ..recipe import differs_from_default
 from .base import StageConfig
 
 log = logging.getLogger("edgeft")
@@ -42,14 +49,35 @@ class PruneConfig(StageConfig):
     steps: PositiveInt = Field(1, description="reach the fractions in this many pruning steps")
     recovery_steps: NonNegativeInt = Field(0, description="fine-tuning optimizer steps between pruning steps")
     recovery_lr: float = Field(5e-5, gt=0, le=1)
+    # image tasks (CNNs)
+    channels: float = Field(0.0, ge=0, lt=1, description="image tasks: fraction of each conv layer's channels "
+                                                          "to remove (coupled channels go together)")
+    channel_multiple: PositiveInt = Field(8, description="image tasks: kept channel counts are multiples of this")
+    channel_importance: Literal["taylor", "magnitude"] = Field(
+        "taylor", description="image tasks: first-order Taylor on training batches, or the L2 norm of the weights")
 
     accepts = ("torch",)
 
     def produces(self) -> str:
         return "torch"
 
+    def key_config(self) -> dict:
+        d = super().key_config()
+        if not self.channels:            # text recipes keep their cache keys
+            for k in CNN_KEYS:
+                d.pop(k, None)
+        return d
+
     def check(self, recipe, stages) -> list[tuple[str, str]]:
-        problems = []
+        if recipe.task == "image-classification":
+            problems = [(k, f"a text-classification (transformer) setting; for a CNN use `channels`")
+                        for k in TRANSFORMER_KEYS if differs_from_default(self, k)]
+            if not self.channels:
+                problems.append(("channels", "prunes nothing: set `channels` (fraction of each conv layer's "
+                                             "channels to remove)"))
+            return problems
+        problems = [(k, f"an image-classification (CNN) setting; this recipe's task is {recipe.task}")
+                    for k in CNN_KEYS if differs_from_default(self, k)]
         if self.drop_layers and self.keep_every:
             problems.append(("keep_every", "give `drop_layers` or `keep_every`, not both"))
         if len(set(self.drop_layers)) != len(self.drop_layers):
@@ -74,7 +102,7 @@ class PruneConfig(StageConfig):
         from ..targets import TARGETS
         from . import recipe_targets
 
-        if not self.unstructured:
+        if not self.unstructured or recipe.task != "text-classification":
             return []
         targets = sorted(recipe_targets(stages)) or ["(none benchmarked)"]
         if any(TARGETS[t].sparse_speedup for t in targets if t in TARGETS):
@@ -82,6 +110,11 @@ class PruneConfig(StageConfig):
         return [("unstructured", f"unstructured sparsity {self.unstructured:g} makes none of this recipe's targets "
                                  f"faster ({', '.join(targets)} run dense kernels): the model keeps its size and "
                                  f"latency. Use heads, ffn, drop_layers or keep_every to remove real work")]
+
+
+CNN_KEYS = ("channels", "channel_multiple", "channel_importance")
+TRANSFORMER_KEYS = ("heads", "ffn", "drop_layers", "keep_every", "unstructured", "min_heads_per_layer",
+                    "ffn_multiple", "steps", "recovery_steps", "recovery_lr")
 
 
 def _input_layers(cfg, recipe, stages) -> int | None:
@@ -123,6 +156,8 @@ def run(cfg: PruneConfig, inputs: dict, ctx):
 
     recipe, task, splits = ctx.recipe, ctx.task, ctx.splits()
     src, processor, model = load_input(inputs, ctx)
+    if not task.HIDDEN_STATE_KD:          # not a transformer encoder: a CNN
+        return _run_channels(cfg, src, processor, model, ctx)
     params_before = count_params(model)[0]
     n_layers = model.config.num_hidden_layers
     origin = list((src.meta.get("layer_origin") if src is not None else None) or range(n_layers))
@@ -192,6 +227,58 @@ def run(cfg: PruneConfig, inputs: dict, ctx):
     }
     log.info("prune: %d → %d parameters (%.0f%%); validation accuracy right after pruning %.4f",
              params_before, params_after, 100 * meta["params_ratio"], val_acc)
+    return ctx.artifact(kind="torch", file="", meta=meta)
+
+
+def _run_channels(cfg: PruneConfig, src, processor, model, ctx):
+    """Channel pruning of a CNN (torch-pruning), then the same validation check and folder output."""
+    import torch
+
+    from ..models.cnn import classifier_module
+    from ..ops.channel_pruning import prune_channels
+
+    recipe, task, splits = ctx.recipe, ctx.task, ctx.splits()
+    net = model.net
+    example = torch.from_numpy(task.encode(processor, splits.validation.items[:1])[task.INPUT_NAME])
+    order = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(recipe.seed)).tolist()
+    idx = order[:cfg.importance_samples]
+
+    def batches():
+        for i in range(0, len(idx), cfg.batch_size):
+            ix = idx[i:i + cfg.batch_size]
+            x = task.encode(processor, [splits.train.items[j] for j in ix])[task.INPUT_NAME]
+            yield torch.from_numpy(x), torch.from_numpy(splits.train.labels[ix])
+
+    try:
+        facts = prune_channels(net, example, cfg.channels, [classifier_module(net)], cfg.channel_multiple,
+                               cfg.channel_importance, batches(), torch.nn.functional.cross_entropy)
+    except (ValueError, RuntimeError) as e:
+        raise StageError(f"prune: channel pruning failed: {e}") from None
+    model.eval()
+    val_acc = _accuracy(model, processor, splits.validation, recipe.data.max_length, task)
+    model.save_pretrained(ctx.out_dir, safe_serialization=True)
+    processor.save_pretrained(ctx.out_dir)
+    before, after = facts["conv_widths_before"], facts["conv_widths_after"]
+    meta = {
+        "precision": "fp32",
+        "label_names": list(splits.label_names),
+        "params": facts["params_after"],
+        "params_before": facts["params_before"],
+        "params_ratio": round(facts["params_after"] / facts["params_before"], 4),
+        "channels": cfg.channels,
+        "conv_channels_before": sum(before),
+        "conv_channels_after": sum(after),
+        "conv_widths_after": after,
+        "importance": ("first-order Taylor |Σ w·∂L/∂w| per group of coupled channels (torch-pruning "
+                       "GroupTaylorImportance)" if cfg.channel_importance == "taylor" else
+                       "L2 norm of each group of coupled channels' weights (torch-pruning GroupMagnitudeImportance)"),
+        "scored_examples": facts["scored_examples"],
+        "channel_multiple": cfg.channel_multiple,
+        "val_accuracy_after_pruning": round(val_acc, 4),
+    }
+    log.info("prune: conv channels %d → %d, parameters %d → %d (%.0f%%); validation accuracy right after "
+             "pruning %.4f", sum(before), sum(after), facts["params_before"], facts["params_after"],
+             100 * meta["params_ratio"], val_acc)
     return ctx.artifact(kind="torch", file="", meta=meta)
 
 

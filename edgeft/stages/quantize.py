@@ -26,8 +26,8 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt
 
+from ..recipe import Strict, differs_from_default
 from .base import StageConfig
-from ..recipe import Strict
 
 log = logging.getLogger("edgeft")
 
@@ -74,7 +74,8 @@ class QuantizeConfig(StageConfig):
         if self.max_drop is not None and self.method not in ("static", "nncf_accuracy_control"):
             problems.append(("max_drop", f"method {self.method} does not control accuracy; "
                                          f"use static (ONNX Runtime) or nncf_accuracy_control (OpenVINO)"))
-        if "fallback_samples" in self.model_fields_set and (self.method != "static" or self.max_drop is None):
+        # compared with the default, not model_fields_set: a dumped and re-loaded recipe lists every key
+        if differs_from_default(self, "fallback_samples") and (self.method != "static" or self.max_drop is None):
             problems.append(("fallback_samples", "only used by method static with max_drop"))
         if self.method != "dynamic" and not self.calibration:
             problems.append(("calibration", f"method {self.method} needs a calibration manifest (calibration/*.yaml)"))
@@ -155,7 +156,7 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
         meta.update(calibrate_method="nncf", calibration=cal, weights="int8 symmetric per channel (NNCF)",
                     activations="int8/uint8 per tensor (NNCF default preset: asymmetric for transformers)")
         if cfg.max_drop is None:
-            meta["nncf"] = nncf_ptq(src.main_path, final, feeds, transformer=True)
+            meta["nncf"] = nncf_ptq(src.main_path, final, feeds, transformer=task.TRANSFORMER)
         else:
             from ..ops.nncf_quant import nncf_accuracy_control
 
@@ -165,7 +166,8 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
             log.info("quantize: NNCF accuracy control, max drop %.2f points on %d validation samples",
                      cfg.max_drop, len(items))
             meta["nncf"] = nncf_accuracy_control(src.main_path, final, feeds, items,
-                                                 lambda lg, lb: task.metrics(lg, lb)["accuracy"], cfg.max_drop)
+                                                 lambda lg, lb: task.metrics(lg, lb)["accuracy"], cfg.max_drop,
+                                                 transformer=task.TRANSFORMER)
     else:
         fused = q.fused_ops(src.main_path)
         if fused:
@@ -253,12 +255,14 @@ def _static(cfg, ctx, encode, in_names, src, work, final, q) -> tuple[dict, dict
              cfg.calibrate_method, len(samples), facts["split"], facts["manifest"])
     pre = q.preprocess(src.main_path, work / "preprocessed.onnx")
     reader = q.calibration_reader(samples, encode, in_names, batch_size=1)   # natural lengths, no padding
-    cache = q.static_calibration(pre, reader, work / "calibration.json", cfg.calibrate_method)
+    op_types = ctx.task.STATIC_OP_TYPES     # the task's: Conv for CNNs
+    cache = q.static_calibration(pre, reader, work / "calibration.json", cfg.calibrate_method, op_types)
     always_float = q.activation_matmuls(pre)
 
     def quantize(kept: list[str], dst=work / "trial.onnx"):
         return q.quantize_static_int8(pre, dst, cache, cfg.calibrate_method, per_channel=cfg.per_channel,
-                                      reduce_range=cfg.reduce_range, nodes_to_exclude=always_float + kept)
+                                      reduce_range=cfg.reduce_range, nodes_to_exclude=always_float + kept,
+                                      op_types=op_types)
 
     if cfg.max_drop is None:
         quantize([], final)

@@ -6,7 +6,8 @@ Imports the runtime, takes a baseline (peak RSS so far), loads the artifact, run
 the fixed shape (seq = max_length) and a batch-32 input of the same length, and prints one JSON line:
 baseline_rss_mb, loaded_rss_mb (after loading), peak_rss_mb (the process's peak RSS, VmHWM) and
 model_rss_mb = peak - baseline (what the model and its inference buffers add). Inputs are synthetic
-token ids (memory does not depend on their values), so no tokenizer or data set is loaded.
+(the task's dummy_inputs: token ids, or random images of the run's size; memory does not depend on their
+values), so no tokenizer or data set is loaded.
 """
 
 from __future__ import annotations
@@ -44,21 +45,16 @@ def probe(target: str, artifact_dir: str, threads: int, max_length: int, task_na
     from ..artifact import Artifact
     from ..tasks import get_task
     from . import target_module
-    from .base import synthetic_inputs
 
     mod = target_module(target)
     mod.preload()
     task = get_task(task_name)
     artifact = Artifact.read(Path(artifact_dir))
-    vocab = 30522
-    cfg = Path(artifact_dir) / "config.json"
-    if cfg.is_file():
-        vocab = int(json.loads(cfg.read_text()).get("vocab_size", vocab))
     baseline = max_rss_mb()
     session = mod.load(artifact, threads, task)
     loaded = max_rss_mb()
     for b in (1, big_batch):
-        session.run(synthetic_inputs(session.input_names, b, max_length, vocab))
+        session.run(task.dummy_inputs(session.input_names, b, max_length, artifact_dir))
     peak = max_rss_mb()
     return {"target": target, "threads": threads, "max_length": max_length, "big_batch": big_batch,
             "baseline_rss_mb": round(baseline, 1), "loaded_rss_mb": round(loaded, 1),

@@ -14,6 +14,10 @@ NAME = "text-classification"
 OUTPUT_NAMES = ["logits"]
 FP32_TOLERANCE = 1e-4          # max |Δlogit| allowed for an FP32 export against its source
 INPUT_AXES = {0: "batch", 1: "sequence"}
+GROUP_BY_LENGTH = True         # finetune may batch similar lengths together
+HIDDEN_STATE_KD = True         # distill may match hidden states layer by layer
+TRANSFORMER = True             # NNCF model type
+STATIC_OP_TYPES = ("MatMul", "Gemm", "Gather")   # static INT8 (ONNX Runtime QDQ): weights and embeddings
 
 
 # ----------------------------------------------------------------------------- data
@@ -23,7 +27,7 @@ def check_data(recipe) -> list[tuple[str, str]]:
     from ..models import check_source
 
     problems = check_text_data(recipe.data, recipe.base_dir)
-    reason = check_source(recipe.model.source)
+    reason = check_source(recipe.model.source, NAME)
     if reason:
         problems.append(("model.source", reason))
     return problems
@@ -37,13 +41,14 @@ def load_splits(recipe):
 
 # ----------------------------------------------------------------------------- model
 
-def load_processor(model_dir: str | Path):
+def load_processor(model_dir: str | Path, data=None):
+    """The tokenizer saved with the model (`data` is for tasks whose preprocessing the recipe sets)."""
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(model_dir))
 
 
-def load_model(model_dir: str | Path, label_names: list[str] | None = None):
+def load_model(model_dir: str | Path, label_names: list[str] | None = None, data=None):
     """A torch classifier. With `label_names`, a (possibly new) head of that many classes."""
     from transformers import AutoModelForSequenceClassification
 
@@ -74,6 +79,50 @@ def torch_forward(model, batch: dict[str, np.ndarray]) -> np.ndarray:
     with torch.inference_mode():
         out = model(**{k: torch.from_numpy(v) for k, v in batch.items()})
     return out.logits.float().numpy()
+
+
+# ----------------------------------------------------------------------------- training
+
+def training_examples(processor, split, data, augment=()):
+    """One dict per example (unpadded token ids + label): `collator` pads per batch."""
+    keep = list(processor.model_input_names)
+    enc = processor(list(split.items), truncation=True, max_length=data.max_length)
+    return [{**{k: enc[k][i] for k in keep if k in enc}, "labels": int(split.labels[i])}
+            for i in range(len(split))]
+
+
+def collator(processor):
+    from transformers import DataCollatorWithPadding
+
+    return DataCollatorWithPadding(processor)
+
+
+def processor_key(processor, model_dir) -> str:
+    """Artifacts whose processors share this key get the same encoded inputs: each artifact's own
+    tokenizer (a tokenizer is cheap to run; comparing vocabularies is not worth it)."""
+    return str(model_dir)
+
+
+def example_lengths(processor, items, max_length: int) -> np.ndarray:
+    """Tokens per example after truncation."""
+    return np.array([len(x) for x in processor(list(items), truncation=True, max_length=max_length)["input_ids"]])
+
+
+def fixed_shape(data) -> list[int]:
+    return [1, data.max_length]
+
+
+def dummy_inputs(names: list[str], batch: int, max_length: int, model_dir=None, seed: int = 0) -> dict:
+    """Token inputs of a fixed shape without a tokenizer (memory probes, MAC counts)."""
+    import json
+
+    from ..targets.base import synthetic_inputs
+
+    vocab = 30522
+    cfg = Path(model_dir) / "config.json" if model_dir is not None else None
+    if cfg is not None and cfg.is_file():
+        vocab = int(json.loads(cfg.read_text()).get("vocab_size", vocab))
+    return synthetic_inputs(names, batch, max_length, vocab, seed)
 
 
 # ----------------------------------------------------------------------------- metric
