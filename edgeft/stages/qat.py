@@ -5,7 +5,11 @@
 2. the model trains on the train split with the quantizers in the loop (HF Trainer, a fixed number
    of epochs: NNCF-wrapped models are not checkpointed), so the weights adapt to INT8 rounding;
 3. `nncf.strip` turns the fake-quantizers into Quantize/Dequantize ops and the model is exported to
-   ONNX (QDQ), which ONNX Runtime (`cpu`) and OpenVINO (`openvino`) both run as INT8.
+   ONNX (QDQ), which ONNX Runtime (`cpu`) and OpenVINO (`openvino`) both run as INT8;
+4. the exported weights are stored as integers (ops/quantization.fold_weight_quantizers: the
+   weight Quantize ops, the Transposes after them and the embedding tables' dequantization are
+   computed once). The export keeps FP32 weights behind Q/DQ pairs, which ONNX Runtime ran at FP32
+   speed and size (91 MB, 10.97 ms vs 23 MB and INT8 speed folded); the numbers do not change.
 
 The parity gate checks the export against the QAT torch model it came from (argmax agreement and
 max |Δlogit| on real validation samples: quantization rounding may differ by one step between
@@ -16,7 +20,7 @@ input model is reported too.
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt
 
@@ -42,6 +46,7 @@ class QATConfig(TrainConfig):
     parity: QATParityConfig = QATParityConfig()
 
     accepts = ("torch",)
+    version: ClassVar[int] = 2          # 2: weights stored as integers (folded Q/DQ)
 
     def produces(self) -> str:
         return "onnx"
@@ -67,12 +72,15 @@ class QATConfig(TrainConfig):
 
 
 def run(cfg: QATConfig, inputs: dict, ctx):
+    import shutil
+
     import nncf
     import numpy as np
     import torch
 
     from ..ops import onnx_export as ox
     from ..ops.parity import compare_runs, output_failures, parity_feeds, parity_gate
+    from ..ops.quantization import fold_weight_quantizers
     from .finetune import lineage, load_input
     from .quantize import calibration_set
 
@@ -92,14 +100,18 @@ def run(cfg: QATConfig, inputs: dict, ctx):
     fp32 = [task.torch_forward(model, f) for f in pfeeds]
 
     log.info("qat: NNCF fake-quantizers initialised on %d calibration samples", len(samples))
-    qmodel = nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds), model_type=nncf.ModelType.TRANSFORMER)
+    model_type = {"model_type": nncf.ModelType.TRANSFORMER} if task.TRANSFORMER else {}
+    qmodel = nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds), **model_type)
     train_meta = train_classifier(qmodel, processor, cfg, ctx, save=False)
     qmodel.eval()
     stripped = nncf.strip(qmodel, do_copy=True, example_input=dict(feeds[0]))
     qat_logits = [task.torch_forward(stripped, f) for f in pfeeds]
 
-    final = ctx.out_dir / "model.onnx"
-    ox.export_onnx(stripped, encode(val.items[:2]), final, names, task.OUTPUT_NAMES, cfg.opset, task.INPUT_AXES)
+    final, exported = ctx.out_dir / "model.onnx", ctx.out_dir / ".work" / "qdq.onnx"
+    exported.parent.mkdir(exist_ok=True)
+    ox.export_onnx(stripped, encode(val.items[:2]), exported, names, task.OUTPUT_NAMES, cfg.opset, task.INPUT_AXES)
+    folding = fold_weight_quantizers(exported, final)
+    shutil.rmtree(exported.parent)
     sess = ox.session(final)
     outs = ox.io_names(sess)[1]
     pick = ox.output_index(sess, task.OUTPUT_NAMES[0])
@@ -120,7 +132,7 @@ def run(cfg: QATConfig, inputs: dict, ctx):
         "precision": "int8", "method": "qat", "torch_source": src.key if src is not None else
         "model:" + recipe.model.source, "opset": cfg.opset, "calibration": cal,
         "weights": "int8 symmetric (NNCF)", "activations": "int8/uint8 (NNCF transformer defaults)",
-        "qdq_pairs": ops.get("QuantizeLinear", 0),
+        "qdq_pairs": ops.get("QuantizeLinear", 0), "folding": folding,
         "parity": figures, "parity_limits": {"max_abs_diff": cfg.parity.max_abs_diff,
                                              "min_agreement": cfg.parity.min_agreement},
         "parity_vs_fp32_input": vs_fp32,

@@ -39,6 +39,10 @@ def test_qat_trains_and_exports_a_verified_qdq_onnx(qat_run):
     assert m["torch_source"] == src.key and m["steps"] == 25 and len(m["val_accuracy_per_epoch"]) == 1
     ops = op_counts(art.main_path)
     assert ops.get("QuantizeLinear", 0) >= 36 and m["qdq_pairs"] == ops["QuantizeLinear"]
+    # weights are stored as integers: no weight QuantizeLinear left, no FP32 copy of the weights
+    assert m["folding"]["weights_folded"] >= 36 + 3 and m["folding"]["transposes_folded"] >= 36
+    assert m["folding"]["gathers_of_integers"] == 3            # word, position and token-type embeddings
+    assert m["size_mb"] < 0.3 * 4 * 22.7                       # MiniLM: 22.7M params, 91 MB in FP32
     assert m["parity"]["agreement"] >= 0.99 and m["parity"]["max_abs_diff"] <= m["parity_limits"]["max_abs_diff"]
     assert 0 < m["parity_vs_fp32_input"]["agreement"] <= 1
     assert not any(p.suffix == ".safetensors" for p in art.path.iterdir())   # the artifact is the ONNX model
@@ -61,3 +65,44 @@ def test_qat_without_epochs_or_with_keep_best_fails_at_load_time(manifest):
         with pytest.raises(RecipeError) as e:
             validate_recipe(small_recipe(stages=stages), check_data=False)
         assert any(p == path and reason in r for p, r in e.value.problems), e.value.problems
+
+
+def test_folding_weight_quantizers_keeps_every_output(tmp_path):
+    """A QDQ graph as NNCF exports it (per-channel weight Q/DQ -> Transpose -> MatMul; an embedding
+    table Q/DQ -> Gather) computes the same numbers once its weights are stored as integers."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeft.ops import onnx_export as ox
+    from edgeft.ops.quantization import fold_weight_quantizers
+
+    rng = np.random.default_rng(0)
+    w, table = rng.normal(size=(6, 8)).astype(np.float32), rng.normal(size=(10, 8)).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in [
+        (w, "w"), (np.abs(w).max(1) / 127, "w_s"), (np.zeros(6, np.int8), "w_z"),
+        (table, "t"), (np.abs(table).max(1) / 127, "t_s"), (np.full(10, 3, np.int8), "t_z"),
+        (np.float32(0.05), "a_s"), (np.uint8(128), "a_z")]]
+    nodes = [helper.make_node("Gather", ["t_dq", "ids"], ["emb"], axis=0),
+             helper.make_node("QuantizeLinear", ["emb", "a_s", "a_z"], ["emb_q"]),
+             helper.make_node("DequantizeLinear", ["emb_q", "a_s", "a_z"], ["emb_dq"]),
+             helper.make_node("MatMul", ["emb_dq", "w_t"], ["y"])]
+    nodes = [helper.make_node("QuantizeLinear", ["w", "w_s", "w_z"], ["w_q"], axis=0),
+             helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w_dq"], axis=0),
+             helper.make_node("Transpose", ["w_dq"], ["w_t"], perm=[1, 0]),
+             helper.make_node("QuantizeLinear", ["t", "t_s", "t_z"], ["t_q"], axis=0),
+             helper.make_node("DequantizeLinear", ["t_q", "t_s", "t_z"], ["t_dq"], axis=0)] + nodes
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [2, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, 6])], inits)
+    src, dst = tmp_path / "qdq.onnx", tmp_path / "folded.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), src)
+    facts = fold_weight_quantizers(src, dst)
+    assert facts == {"weights_folded": 2, "transposes_folded": 1, "gathers_of_integers": 1,
+                     "initializers_removed": 3}
+    folded = onnx.load(str(dst))
+    assert {i.name: i.data_type for i in folded.graph.initializer}["w_quantized_t"] == TensorProto.INT8
+    assert all(i.data_type != TensorProto.FLOAT or i.name not in ("w", "t") for i in folded.graph.initializer)
+    assert ox.op_counts(dst).get("Transpose", 0) == 0
+    ids = {"ids": rng.integers(0, 10, size=(2, 5)).astype(np.int64)}
+    before, after = ox.run_session(ox.session(src), ids)[0], ox.run_session(ox.session(dst), ids)[0]
+    np.testing.assert_array_equal(before, after)
