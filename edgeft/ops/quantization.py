@@ -258,7 +258,8 @@ def weight_nodes(path: str | Path, op_types: Iterable[str] = WEIGHT_OP_TYPES) ->
 def float_fallback(quantize: Callable[[list[str]], Path], candidates: list[str],
                    error: Callable[[Path], float], accuracy: Callable[[Path], float],
                    latency_ms: Callable[[Path], float], fp32_accuracy: float, max_drop_points: float,
-                   progress: bool = True) -> tuple[list[str], dict]:
+                   progress: bool = True, agreement: Callable[[Path], float] | None = None,
+                   min_agreement: float = 0.0) -> tuple[list[str], dict]:
     """Greedy accuracy-aware fallback for static INT8.
 
     `quantize(kept)` writes the INT8 model with the nodes `kept` left in float and returns its path;
@@ -268,17 +269,27 @@ def float_fallback(quantize: Callable[[list[str]], Path], candidates: list[str],
     If everything in INT8 already drops at most `max_drop_points`, nothing is kept in float.
     Otherwise each candidate's sensitivity is the error removed by keeping it alone in float; the
     candidates are then kept in float one at a time, most sensitive first, until the validation
-    drop is within `max_drop_points`. Returns (kept, record); record["met"] says whether it was
-    reached (False: every candidate was tried)."""
+    drop is within `max_drop_points`. With `agreement(path)` (argmax agreement with FP32 on the
+    same validation data) a model must also reach `min_agreement` (the stage's parity floor), so
+    the search does not stop at a model the parity gate then rejects. Returns (kept, record);
+    record["met"] says whether it was reached (False: every candidate was tried)."""
     from tqdm.auto import tqdm
 
+    def check(path) -> tuple[float, float | None, bool]:
+        acc = accuracy(path)
+        agree = agreement(path) if agreement is not None else None
+        ok = 100 * (fp32_accuracy - acc) <= max_drop_points + 1e-9 and (agree is None or agree >= min_agreement)
+        return acc, agree, ok
+
     base = quantize([])
-    acc = accuracy(base)
+    acc, agree, ok = check(base)
     lat = latency_ms(base)
     record: dict = {"candidates": len(candidates), "val_accuracy_all_int8": acc,
                     "val_drop_points_all_int8": round(100 * (fp32_accuracy - acc), 3),
                     "latency_p50_ms_all_int8": round(lat, 3), "kept_float": [], "met": True}
-    if 100 * (fp32_accuracy - acc) <= max_drop_points + 1e-9:
+    if agreement is not None:
+        record.update(val_agreement_all_int8=round(agree, 4), min_agreement=min_agreement)
+    if ok:
         return [], record
     err_all = error(base)
     gains = [(err_all - error(quantize([name])), name)
@@ -291,13 +302,14 @@ def float_fallback(quantize: Callable[[list[str]], Path], candidates: list[str],
     for gain, name in bar:
         kept.append(name)
         path = quantize(kept)
-        acc, prev_lat, lat = accuracy(path), lat, latency_ms(path)
+        (acc, agree, ok), prev_lat, lat = check(path), lat, latency_ms(path)
         drop = 100 * (fp32_accuracy - acc)
         record["kept_float"].append({"node": name, "error_removed_alone": round(gain, 6),
                                      "val_accuracy": acc, "val_drop_points": round(drop, 3),
+                                     **({"val_agreement": round(agree, 4)} if agree is not None else {}),
                                      "latency_p50_ms": round(lat, 3), "latency_cost_ms": round(lat - prev_lat, 3)})
         bar.set_postfix(drop=f"{drop:.2f}")
-        if drop <= max_drop_points + 1e-9:
+        if ok:
             bar.close()
             return kept, record
     record["met"] = False

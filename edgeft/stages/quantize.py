@@ -269,11 +269,14 @@ def _static(cfg, ctx, encode, in_names, src, work, final, q) -> tuple[dict, dict
         return facts, None
     kept, record = _fallback_search(cfg, ctx, encode, pre, quantize, q)
     if not record["met"]:
+        last = record["kept_float"][-1]
         raise StageError(f"{ctx.stage_name}: even with all {len(kept)} weight ops in float the validation drop is "
-                         f"{record['kept_float'][-1]['val_drop_points']:.2f} points, more than max_drop "
-                         f"{cfg.max_drop:g}; nothing was stored")
-    log.info("quantize: %d of %d weight ops kept in float for max_drop %g (all-INT8 drop %.2f points)",
-             len(kept), record["candidates"], cfg.max_drop, record["val_drop_points_all_int8"])
+                         f"{last['val_drop_points']:.2f} points (max_drop {cfg.max_drop:g}) and the agreement "
+                         f"with FP32 {last.get('val_agreement', float('nan')):.4f} (parity.min_agreement "
+                         f"{cfg.parity.min_agreement:g}); nothing was stored")
+    log.info("quantize: %d of %d weight ops kept in float for max_drop %g and parity.min_agreement %g "
+             "(all-INT8: drop %.2f points, agreement %.4f)", len(kept), record["candidates"], cfg.max_drop,
+             cfg.parity.min_agreement, record["val_drop_points_all_int8"], record["val_agreement_all_int8"])
     quantize(kept, final)
     return facts, record
 
@@ -299,8 +302,21 @@ def _fallback_search(cfg, ctx, encode, fp32_path, quantize, q) -> tuple[list[str
         i = ox.output_index(sess, task.OUTPUT_NAMES[0])
         return [ox.run_session(sess, f)[i] for f in fs]
 
+    seen: dict = {}
+
+    def val_logits(path):            # accuracy and agreement read one pass over validation per model
+        stamp = (str(path), path.stat().st_mtime_ns, path.stat().st_size)
+        if seen.get("stamp") != stamp:
+            seen.update(stamp=stamp, logits=np.concatenate(outputs(path, feeds)))
+        return seen["logits"]
+
     def accuracy(path) -> float:
-        return task.metrics(np.concatenate(outputs(path, feeds)), val.labels)["accuracy"]
+        return task.metrics(val_logits(path), val.labels)["accuracy"]
+
+    fp32_pred = np.concatenate(outputs(fp32_path, feeds)).argmax(-1)
+
+    def agreement(path) -> float:
+        return float((val_logits(path).argmax(-1) == fp32_pred).mean())
 
     reference = outputs(fp32_path, sens)
 
@@ -319,8 +335,9 @@ def _fallback_search(cfg, ctx, encode, fp32_path, quantize, q) -> tuple[list[str
         return float(np.median(ms))
 
     fp32_acc = accuracy(fp32_path)
+    # the parity gate checks agreement on these same validation samples: the search must reach it too
     kept, record = q.float_fallback(quantize, q.weight_nodes(fp32_path), error, accuracy, latency_ms, fp32_acc,
-                                    cfg.max_drop)
+                                    cfg.max_drop, agreement=agreement, min_agreement=cfg.parity.min_agreement)
     record.update(val_accuracy_fp32=fp32_acc, sensitivity_samples=sum(len(next(iter(f.values()))) for f in sens),
                   latency="batch 1, 2 threads, median of 128 runs over 64 validation sentences at own length")
     return kept, record
