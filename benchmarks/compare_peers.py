@@ -14,7 +14,9 @@ benchmarks/peers/, one function each):
     openvino-nncf-int8  nncf.quantize (300 train samples, model_type=TRANSFORMER) on that OV model
 
 edgeft rows: every artifact x target row of the run's report.json, loaded with edgeft's own targets
-(`target_module(target).load(artifact, threads, task)`).
+(`target_module(target).load(artifact, threads, task)`), plus the run's openvino artifacts on
+`--extra-targets` (default: `openvino-bf16` on CPUs with bf16, where OpenVINO's default precision,
+which the peers get, is bf16 while edgeft's `openvino` target pins f32).
 
 Every row, peers and edgeft alike, gets the same inputs and the same thread count:
 - accuracy / f1 on the whole test split (batches of 64 sorted by length);
@@ -453,6 +455,10 @@ def parse_args(argv):
     ap.add_argument("--fma-units", type=int, default=2, help="vector FMA units per core for the peak estimate")
     ap.add_argument("--work", help="where peer models are built and kept (default RUN_DIR/peers/<model key>)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild peer models even if built before")
+    ap.add_argument("--extra-targets", default="auto",
+                    help="also run every artifact of the run's openvino rows on these targets (comma-separated; "
+                         "auto: openvino-bf16 where the CPU has bf16, the precision the OpenVINO peers get by "
+                         "default there; none: no extra rows)")
     return ap.parse_args(argv)
 
 
@@ -529,11 +535,11 @@ def peer_rows(wb: Workbench, names: list[str]) -> list[Row]:
 
 def edgeft_rows(wb: Workbench) -> list[Row]:
     from edgeft.stages.benchmark import torch_ancestor
-    from edgeft.targets import target_module
+    from edgeft.targets import row_precision, target_module
     from edgeft.targets.base import weights_mb
 
     rows = []
-    for a_name, target in wb.run.rows:
+    for a_name, target in wb.run.rows + extra_rows(wb.run.rows, wb.args.extra_targets):
         art = wb.run.artifacts[a_name]
         log.info("edgeft: loading %s on %s", a_name, target)
         sess = target_module(target).load(art, wb.args.threads, wb.task)
@@ -541,10 +547,28 @@ def edgeft_rows(wb: Workbench) -> list[Row]:
         has_tokenizer = _tokenizer_id(art.path) != str(art.path)
         tok_dir = art.path if has_tokenizer else (src.path if src else wb.run.model.path)
         rows.append(Row(f"{a_name}@{target}", "edgeft", f"edgeft {art.stage_type} on {target}",
-                        art.meta.get("precision", "fp32"), sess, wb.inputs(tok_dir), wb.macs(src),
+                        row_precision(art.meta.get("precision", "fp32"), target), sess, wb.inputs(tok_dir), wb.macs(src),
                         weights_mb(art), {"artifact": a_name, "target": target, "key": art.key,
                                           "stage": art.stage_type}))
     return rows
+
+
+def extra_rows(rows: list[tuple[str, str]], extra: str) -> list[tuple[str, str]]:
+    """(artifact, target) pairs to add: the run's openvino artifacts on the extra targets."""
+    from edgeft.targets import TARGETS, unavailable_reason
+
+    if extra == "none":
+        return []
+    targets = [t for t in (["openvino-bf16"] if extra == "auto" else extra.split(","))
+               if extra != "auto" or unavailable_reason(t) is None]
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown:
+        raise SystemExit(f"--extra-targets: unknown target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
+    for t in targets:
+        if reason := unavailable_reason(t):
+            raise SystemExit(f"--extra-targets: {t}: {reason}")
+    have = set(rows)
+    return [(a, t) for t in targets for a, src in rows if src == "openvino" and (a, t) not in have]
 
 
 def _as_dict(r: Row) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 LEGEND = [
     ("artifact", "the stage that made the model; **bold** = on the Pareto front of its target "
                  "(no other row there is both faster at p50 and at least as accurate)"),
-    ("precision", "number format of the weights and matmuls (fp32, int8)"),
+    ("precision", "number format of the weights and matmuls (fp32, int8; bf16: an FP32 model on a bf16 target)"),
     ("accuracy %", "accuracy on the whole test split; in brackets the change in points against the reference"),
     ("F1", "macro-F1 on the test split"),
     ("p50 / p90 / p99", "latency percentiles in ms at batch 1, each test text at its own length "

@@ -2,7 +2,9 @@
 
 - openvino-fp32: `ov.convert_model(<the Optimum ONNX>)`, saved with `compress_to_fp16=False` (so the
   weights stay FP32 on disk too), compiled with `core.compile_model(model, "CPU",
-  {PERFORMANCE_HINT: LATENCY, INFERENCE_NUM_THREADS: threads})`.
+  {PERFORMANCE_HINT: LATENCY, INFERENCE_NUM_THREADS: threads})`. The inference precision stays at
+  OpenVINO's default, as users get it: bf16 on CPUs with AMX or AVX-512 BF16 (the row then says bf16),
+  f32 elsewhere.
 - openvino-nncf-int8: `nncf.quantize(ov_model, nncf.Dataset(calibration), subset_size=N,
   model_type=nncf.ModelType.TRANSFORMER)` on that model, every other argument at its default
   (preset performance, SmoothQuant and bias correction on as the transformer type sets them);
@@ -45,6 +47,11 @@ def compile_cpu(path: Path, threads: int) -> tuple[OvSession, dict]:
     return OvSession(compiled, threads), info
 
 
+def _runs_bf16(info: dict) -> bool:
+    """OpenVINO's default inference precision is bf16 on CPUs with AMX / AVX-512 BF16."""
+    return "bf16" in str(info.get("INFERENCE_PRECISION_HINT", "")).lower()
+
+
 COMPILE = "core.compile_model(model, 'CPU', {{PERFORMANCE_HINT: LATENCY, INFERENCE_NUM_THREADS: {threads}}})"
 
 
@@ -65,7 +72,9 @@ def openvino_fp32(*, model_dir: Path, work: Path, threads: int, built: dict, reb
     path, secs, reused = _fp32_model(model_dir, work, built, rebuild)
     sess, info = compile_cpu(path, threads)
     log.info("  openvino-fp32: %s", info)
-    return Built("openvino-fp32", "OpenVINO FP32", "fp32", "openvino", path, sess,
+    bf16 = _runs_bf16(info)
+    return Built("openvino-fp32", "OpenVINO FP32 model, default precision" + (" (bf16 on this CPU)" if bf16 else ""),
+                 "bf16" if bf16 else "fp32", "openvino", path, sess,
                  how="ov.convert_model(optimum model.onnx); ov.save_model(..., compress_to_fp16=False); "
                      + COMPILE.format(threads=threads),
                  details=info, build_s=secs, reused=reused)
@@ -93,7 +102,8 @@ def openvino_nncf_int8(*, model_dir: Path, work: Path, threads: int, built: dict
 
     info["nncf"] = nncf.__version__
     info["calibration_samples"] = len(calib)
-    return Built("openvino-nncf-int8", f"OpenVINO + NNCF PTQ INT8 ({len(calib)} calibration samples)", "int8",
+    float_ops = ", float ops in bf16 on this CPU" if _runs_bf16(info) else ""
+    return Built("openvino-nncf-int8", f"OpenVINO + NNCF PTQ INT8 ({len(calib)} calibration samples{float_ops})", "int8",
                  "openvino", path, sess,
                  how=f"nncf.quantize(ov_model, nncf.Dataset({len(calib)} train sentences at own length), "
                      f"subset_size={len(calib)}, model_type=nncf.ModelType.TRANSFORMER); "

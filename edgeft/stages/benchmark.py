@@ -68,7 +68,7 @@ class BenchmarkConfig(StageConfig):
     def check(self, recipe, stages) -> list[tuple[str, str]]:
         import re
 
-        from ..targets import TARGETS
+        from ..targets import TARGETS, unavailable_reason
 
         problems = []
         for i, r in enumerate(self.artifacts):
@@ -83,6 +83,8 @@ class BenchmarkConfig(StageConfig):
         for i, t in enumerate(self.targets):
             if t not in TARGETS:
                 problems.append((f"targets[{i}]", f"unknown target {t!r}; known: {', '.join(TARGETS)}"))
+            elif reason := unavailable_reason(t):
+                problems.append((f"targets[{i}]", f"{t}: {reason}"))
         known = [TARGETS[t] for t in self.targets if t in TARGETS]
         by_name = {s.name: s for s in stages if s is not None}
         for i, r in enumerate(self.artifacts):
@@ -111,7 +113,7 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
     from ..errors import StageError
     from ..ops.timing import cpu_snapshot, interleaved_latencies, others_cpu_share, percentiles, throughput
     from ..recipe import dump_recipe
-    from ..targets import TARGETS, target_module
+    from ..targets import TARGETS, row_precision, target_module
     from ..targets.base import weights_mb
     from ..targets.fingerprint import host_fingerprint, runtime_versions
     from ..targets.memprobe import measure_in_subprocess
@@ -178,7 +180,7 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
         m = task.metrics(logits, test.labels)
         sessions.append(sess)
         rows.append({"artifact": a.stage, "stage": a.stage_type, "key": a.key, "target": t,
-                     "precision": a.meta.get("precision", "fp32"), "threads": cfg.threads,
+                     "precision": row_precision(a.meta.get("precision", "fp32"), t), "threads": cfg.threads,
                      "accuracy": m["accuracy"], "f1": m["f1"], "torch_source": p["ancestor"]})
 
     calls, warm = {}, {}

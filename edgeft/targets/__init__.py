@@ -1,7 +1,8 @@
 """Target registry: where artifacts run. Metadata only here; runtimes load in each target module.
 
 Each target module has `load(artifact, threads, task) -> Session` (see targets/base.py) and
-`fingerprint(threads) -> dict`.
+`fingerprint(threads) -> dict`; a target that only some machines can run also has
+`unavailable_reason() -> str | None` (checked when a recipe loads).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ class TargetInfo:
     module: str                  # edgeft.targets.<module>
     description: str
     sparse_speedup: bool = False  # runs unstructured-sparse weights faster than dense ones
+    float_precision: str = "fp32"  # what FP32 artifacts' matmuls run in (the row's precision column)
 
 
 TARGETS: dict[str, TargetInfo] = {
@@ -25,8 +27,23 @@ TARGETS: dict[str, TargetInfo] = {
     # OpenVINO's CPU plugin decompresses sparse INT8 weights only on AMX CPUs: not counted as a speedup
     "openvino": TargetInfo("openvino", ("onnx", "openvino"), "openvino_cpu",
                            "OpenVINO runtime, CPU device (LATENCY hint, f32 inference precision)"),
+    # OpenVINO's default on CPUs with AMX / AVX-512 BF16; recipes naming it fail to load elsewhere
+    "openvino-bf16": TargetInfo("openvino-bf16", ("onnx", "openvino"), "openvino_bf16",
+                                "OpenVINO runtime, CPU device (LATENCY hint, bf16 inference precision: "
+                                "OpenVINO's default on CPUs with AMX or AVX-512 BF16)", float_precision="bf16"),
 }
 
 
 def target_module(name: str):
     return importlib.import_module(f"{__name__}.{TARGETS[name].module}")
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why this machine cannot run target `name` (None: it can)."""
+    check = getattr(target_module(name), "unavailable_reason", None)
+    return check() if check is not None else None
+
+
+def row_precision(artifact_precision: str, target: str) -> str:
+    """The precision a row reports: an FP32 artifact on a bf16 target runs in bf16."""
+    return TARGETS[target].float_precision if artifact_precision == "fp32" else artifact_precision
