@@ -24,6 +24,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt
 
+from ..errors import StageError
 from ..recipe import Strict
 from .finetune import TrainConfig, train_classifier
 
@@ -32,7 +33,8 @@ log = logging.getLogger("edgeft")
 
 class QATParityConfig(Strict):
     samples: PositiveInt = Field(256, description="real validation samples compared (all if fewer)")
-    max_abs_diff: float = Field(0.25, gt=0, description="ONNX vs the QAT torch model, max |Δlogit|")
+    max_abs_diff: float | None = Field(None, gt=0, description="ONNX vs the QAT torch model, max |Δlogit| "
+                                       "(default: the task's QDQ_TOLERANCE: 0.25 text, 1.0 images)")
     min_agreement: float = Field(0.99, ge=0, le=1, description="ONNX vs the QAT torch model, argmax agreement")
 
 
@@ -111,17 +113,26 @@ def run(cfg: QATConfig, inputs: dict, ctx):
     exported.parent.mkdir(exist_ok=True)
     ox.export_onnx(stripped, encode(val.items[:2]), exported, names, task.OUTPUT_NAMES, cfg.opset, task.INPUT_AXES)
     folding = fold_weight_quantizers(exported, final)
-    shutil.rmtree(exported.parent)
     sess = ox.session(final)
     outs = ox.io_names(sess)[1]
     pick = ox.output_index(sess, task.OUTPUT_NAMES[0])
     cand = [ox.run_session(sess, f)[pick] for f in pfeeds]
+    # folding computes what the runtime would compute anyway: the outputs must not move at all
+    unfolded = ox.session(exported)
+    before = [ox.run_session(unfolded, f)[ox.output_index(unfolded, task.OUTPUT_NAMES[0])] for f in pfeeds]
+    del unfolded
+    shutil.rmtree(exported.parent)
+    folding["max_abs_diff_vs_unfolded"] = compare_runs(before, cand)[0]["max_abs_diff"]
+    if folding["max_abs_diff_vs_unfolded"] > 1e-4:
+        raise StageError(f"{ctx.stage_name}: folding the weight quantizers changed the outputs "
+                         f"(max |Δlogit| {folding['max_abs_diff_vs_unfolded']:.3g}): please report this model")
     figures, shapes = compare_runs(qat_logits, cand)
     vs_fp32, _ = compare_runs(fp32, cand)
     labels = val.labels[:n]
     log.info("qat: ONNX (QDQ) vs the QAT torch model on %d validation samples: agreement %.4f, max |Δlogit| %.3g; "
              "vs the FP32 input: agreement %.4f", n, figures["agreement"], figures["max_abs_diff"], vs_fp32["agreement"])
-    parity_gate(f"{ctx.stage_name}: QAT export", figures, cfg.parity.max_abs_diff, cfg.parity.min_agreement,
+    max_abs_diff = cfg.parity.max_abs_diff or task.QDQ_TOLERANCE
+    parity_gate(f"{ctx.stage_name}: QAT export", figures, max_abs_diff, cfg.parity.min_agreement,
                 output_failures(outs, task.OUTPUT_NAMES, shapes))
 
     processor.save_pretrained(ctx.out_dir)
@@ -133,7 +144,7 @@ def run(cfg: QATConfig, inputs: dict, ctx):
         "model:" + recipe.model.source, "opset": cfg.opset, "calibration": cal,
         "weights": "int8 symmetric (NNCF)", "activations": "int8/uint8 (NNCF transformer defaults)",
         "qdq_pairs": ops.get("QuantizeLinear", 0), "folding": folding,
-        "parity": figures, "parity_limits": {"max_abs_diff": cfg.parity.max_abs_diff,
+        "parity": figures, "parity_limits": {"max_abs_diff": max_abs_diff,
                                              "min_agreement": cfg.parity.min_agreement},
         "parity_vs_fp32_input": vs_fp32,
         "val_accuracy_fp32": task.metrics(np.concatenate(fp32[:n_batched]), labels)["accuracy"],

@@ -4,8 +4,9 @@ A task is a module; stages only talk to it through this interface (both modules 
 
 constants
     NAME, OUTPUT_NAMES, INPUT_AXES (dynamic axes of the export), FP32_TOLERANCE (max |Δlogit| of an
-    FP32 export), GROUP_BY_LENGTH (finetune may bucket by length), HIDDEN_STATE_KD (distill may match
-    hidden states; false: logits only), TRANSFORMER (NNCF model type), STATIC_OP_TYPES (what static
+    FP32 export), QDQ_TOLERANCE (the same for a QAT export against its fake-quantized torch model),
+    GROUP_BY_LENGTH (finetune may bucket by length), HIDDEN_STATE_KD (distill may match hidden
+    states; false: logits only), TRANSFORMER (NNCF model type), STATIC_OP_TYPES (what static
     ONNX Runtime INT8 quantizes)
 data
     check_data(recipe) -> [(key path, reason)], load_splits(recipe)

@@ -13,6 +13,7 @@ import numpy as np
 NAME = "text-classification"
 OUTPUT_NAMES = ["logits"]
 FP32_TOLERANCE = 1e-4          # max |Δlogit| allowed for an FP32 export against its source
+QDQ_TOLERANCE = 0.25          # qat: max |Δlogit| of the QDQ export vs the QAT torch model (one rounding step apart)
 INPUT_AXES = {0: "batch", 1: "sequence"}
 GROUP_BY_LENGTH = True         # finetune may batch similar lengths together
 HIDDEN_STATE_KD = True         # distill may match hidden states layer by layer

@@ -1,5 +1,5 @@
 """Every stage on a CNN (the shipped EfficientNet-Lite0) with real Fashion-MNIST subsets at 32 px:
-finetune -> export (parity gate) -> static INT8 (ONNX Runtime) and NNCF INT8 (OpenVINO) -> channel
+finetune -> export (parity gate) -> static INT8 (ONNX Runtime), NNCF INT8 (OpenVINO), QAT -> channel
 prune -> logit distillation -> export + INT8 of the student -> benchmark. One small recipe run is
 shared by the tests of this file (about a minute on 2 cores)."""
 
@@ -39,13 +39,15 @@ def stages(manifest):
          "parity": {"samples": 128, "min_agreement": 0.8}},
         {"name": "ov-int8", "type": "quantize", "input": "@onnx", "method": "nncf_ptq", "calibration": manifest,
          "parity": {"samples": 128, "min_agreement": 0.8}},
+        {"name": "qat", "type": "qat", "input": "@finetune", "epochs": 1, "lr": 1.0e-4, "batch_size": 32,
+         "eval_batch_size": 100, "calibration": manifest, "parity": {"samples": 128}},
         {"name": "prune", "type": "prune", "input": "@finetune", "channels": 0.3, "importance_samples": 128},
         {"name": "distill", "type": "distill", "input": "@prune", "teacher": "@finetune", "epochs": 1,
          "lr": 2.0e-3, "batch_size": 32, "eval_batch_size": 100},
         {"name": "student-onnx", "type": "export", "parity": {"samples": 64}},
         {"name": "student-int8", "type": "quantize", "method": "static", "calibration": manifest,
          "parity": {"samples": 128, "min_agreement": 0.5}},
-        {"name": "bench", "type": "benchmark", "artifacts": ["@finetune", "@onnx", "@int8", "@student-int8"],
+        {"name": "bench", "type": "benchmark", "artifacts": ["@finetune", "@onnx", "@int8", "@qat", "@student-int8"],
          "targets": ["pytorch", "cpu"], "latency_samples": 20, "rounds": 1, "warmup": 2, "fixed_runs": 5,
          "throughput_batches": 1, "reference": "@finetune"},
     ]
@@ -120,6 +122,21 @@ def test_static_int8_quantizes_the_convolutions(run):
     assert ov.meta["nncf"]["fake_quantize_ops"] >= 40
 
 
+def test_qat_on_the_cnn_exports_integer_weights_that_match_the_torch_model(run):
+    from edgeft.ops.onnx_export import op_counts
+
+    art = run.artifacts["qat"]
+    m = art.meta
+    assert art.kind == "onnx" and m["precision"] == "int8" and m["method"] == "qat"
+    assert m["folding"]["weights_folded"] >= 40                  # every conv weight stored as int8
+    assert m["folding"]["max_abs_diff_vs_unfolded"] == 0.0
+    assert m["parity_limits"]["max_abs_diff"] == 1.0 and m["parity"]["agreement"] >= 0.99
+    assert m["parity"]["max_abs_diff"] <= 1.0
+    assert m["val_accuracy"] >= 0.5
+    assert op_counts(art.main_path).get("QuantizeLinear", 0) >= 40
+    assert m["size_mb"] < 0.4 * run.artifacts["onnx"].meta["size_mb"]
+
+
 def test_prune_removes_channels_and_the_folder_reloads(run):
     import torch
 
@@ -174,7 +191,8 @@ def test_benchmark_rows_at_the_recipe_resolution(run):
 
     report = json.loads((run.artifacts["bench"].path / "report.json").read_text())
     rows = {(r["artifact"], r["target"]): r for r in report["rows"]}
-    assert set(rows) == {("finetune", "pytorch"), ("onnx", "cpu"), ("int8", "cpu"), ("student-int8", "cpu")}
+    assert set(rows) == {("finetune", "pytorch"), ("onnx", "cpu"), ("int8", "cpu"), ("qat", "cpu"),
+                         ("student-int8", "cpu")}
     assert report["settings"]["fixed_shape"] == [1, 3, 32, 32] and report["data"]["test"] == 300
     assert abs(rows[("onnx", "cpu")]["accuracy"] - rows[("finetune", "pytorch")]["accuracy"]) <= 1 / 300
     assert rows[("onnx", "cpu")]["accuracy"] >= 0.5
