@@ -58,7 +58,9 @@ def main(argv=None):
             b = next(x for x in BUCKETS if x >= length)
             return fixed[b], {n: np.pad(f[n], ((0, 0), (0, b - length))) for n in names}
 
-        rows[f"{name} dynamic"] = [(lambda f=f: dyn.infer({n: f[n] for n in names})) for f in feeds]
+        # every value the calls use is bound now: a closure over the loop's variables would run the
+        # last model in every row (the bug behind this script's first published figures)
+        rows[f"{name} dynamic"] = [(lambda rq=dyn, g={n: f[n] for n in names}: rq.infer(g)) for f in feeds]
         rows[f"{name} buckets"] = [(lambda rq=rq, g=g: rq.infer(g)) for rq, g in map(bucketed, feeds)]
         req, g = bucketed(feeds[0])
         diff = np.abs(np.array(dyn.infer({n: feeds[0][n] for n in names})[0]) - np.array(req.infer(g)[0])).max()

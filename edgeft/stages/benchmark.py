@@ -42,6 +42,8 @@ class BenchmarkConfig(StageConfig):
     artifacts: list[str] = Field(min_length=1, description="@refs of the artifacts to measure")
     targets: list[str] = Field(min_length=1, description="target names (see `edgeft targets`)")
     threads: PositiveInt = Field(2, description="intra-op threads for every runtime")
+    # 3: the openvino targets answer batch-1 text requests on static sequence-length buckets
+    version: ClassVar[int] = 3
     latency_samples: PositiveInt = Field(300, description="test inputs timed at batch 1 per round")
     rounds: PositiveInt = Field(3, description="interleaved rounds over all rows")
     warmup: NonNegativeInt = Field(20, description="untimed batch-1 runs per row before timing")

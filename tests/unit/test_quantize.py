@@ -133,9 +133,13 @@ def test_static_with_max_drop_checks_the_whole_validation_split(quantized):
     assert fb["met"] and fb["candidates"] == 38          # 36 encoder MatMuls + pooler and classifier Gemms
     assert m["val_drop_points"] <= 1.0 and m["parity"]["n"] >= 128
     assert fb["val_accuracy_fp32"] == pytest.approx(m["val_accuracy_fp32"])
-    if fb["val_drop_points_all_int8"] <= 1.0:            # all INT8 already within max_drop: nothing kept
-        assert m["float_nodes"] == [] and fb["kept_float"] == []
+    assert fb["min_agreement"] == m["parity_limits"]["min_agreement"]
+    if fb["val_drop_points_all_int8"] <= 1.0 and fb["val_agreement_all_int8"] >= fb["min_agreement"]:
+        assert m["float_nodes"] == [] and fb["kept_float"] == []      # all INT8 already passes: nothing kept
         assert m["val_accuracy_int8"] == pytest.approx(fb["val_accuracy_all_int8"])
+    else:                                                # the last kept node made both hold
+        assert fb["kept_float"][-1]["val_drop_points"] <= 1.0
+        assert fb["kept_float"][-1]["val_agreement"] >= fb["min_agreement"]
     assert m["quantized_ops"]["weight_matmul_float"] == len(m["float_nodes"])
     assert fb["latency_p50_ms_all_int8"] > 0
 
@@ -315,6 +319,24 @@ def test_openvino_target_runs_onnx_and_ir_artifacts(nncf_run):
     fp = ov_int8["fingerprint"]
     assert fp["target"] == "openvino" and fp["threads"] == 2 and fp["hints"]["PERFORMANCE_HINT"] == "LATENCY"
     assert ov_int8["latency_ms"]["p50"] > 0 and ov_int8["size_mb"] < 0.4 * ov_fp32["size_mb"]
+    assert fp["text_shapes"].startswith("sequence buckets 16/32/64/128 at batch 1")
+
+
+def test_openvino_buckets_pad_to_the_next_length_and_give_the_dynamic_models_logits(nncf_run):
+    import numpy as np
+
+    from edgeft.targets import openvino_cpu
+    from edgeft.tasks import text_classification as task
+
+    art = nncf_run.artifacts["ov-int8"]
+    bucketed, dynamic = openvino_cpu.load(art, 2, task), openvino_cpu.load(art, 2)
+    assert isinstance(bucketed, openvino_cpu.BucketedOvSession) and type(dynamic) is openvino_cpu.OvSession
+    proc = task.load_processor(nncf_run.artifacts["onnx"].path)
+    for text, length in [("great", 3), ("a long and winding review " * 5, 27), ("word " * 150, 152)]:
+        feed = bucketed.feed(task.encode(proc, [text], 512))
+        assert feed["input_ids"].shape == (1, length)
+        np.testing.assert_allclose(bucketed.run_feed(feed), dynamic.run_feed(feed), atol=1e-3)
+    assert sorted(bucketed.by_bucket) == [16, 32]      # compiled on first use; 152 tokens ran dynamic
 
 
 @pytest.mark.parametrize("extra, bench_targets, path, reason", [
