@@ -47,6 +47,11 @@ def test_qat_trains_and_exports_a_verified_qdq_onnx(qat_run):
     assert 0 < m["parity_vs_fp32_input"]["agreement"] <= 1
     assert not any(p.suffix == ".safetensors" for p in art.path.iterdir())   # the artifact is the ONNX model
     assert m["calibration"]["num_samples"] == 32
+    # the OpenVINO IR beside it: the same model (checked on OpenVINO against the ONNX)
+    ir = m["openvino_ir"]
+    assert (art.path / "model.xml").is_file() and (art.path / "model.bin").stat().st_size > 1e6
+    assert ir["parity_vs_onnx_on_openvino"]["max_abs_diff"] <= 0.01
+    assert ir["parity_vs_onnx_on_openvino"]["agreement"] == 1.0 and ir["parity_vs_qat_torch"]["agreement"] >= 0.95
 
 
 def test_qat_model_runs_on_onnx_runtime_and_openvino(qat_run):
