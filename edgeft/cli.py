@@ -78,7 +78,8 @@ def cmd_targets(args) -> int:
     from .targets import TARGETS
 
     for t in TARGETS.values():
-        print(f"{t.name:10s} runs {', '.join(t.accepts):12s} {t.description}")
+        width = max(len(n) for n in TARGETS)
+        print(f"{t.name:{width}s}  runs {', '.join(t.accepts):16s} {t.description}")
     return 0
 
 
