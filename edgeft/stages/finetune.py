@@ -88,15 +88,6 @@ def resolve_precision(requested: str, cuda: bool, bf16_ok: bool) -> str:
     return requested
 
 
-def encode_examples(processor, split, max_length: int) -> list[dict]:
-    """Text: one dict per example (unpadded token ids + label); kept for callers of the text task."""
-    from types import SimpleNamespace
-
-    from ..tasks import text_classification
-
-    return text_classification.training_examples(processor, split, SimpleNamespace(max_length=max_length))
-
-
 def load_input(inputs: dict, ctx):
     """(input artifact or None, processor, classifier) for a stage that trains or changes a torch
     model: the `input` artifact, or the recipe's model with a new head for the data's classes."""

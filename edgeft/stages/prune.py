@@ -152,7 +152,7 @@ def run(cfg: PruneConfig, inputs: dict, ctx):
 
     from ..ops import pruning
     from ..ops.training import count_params
-    from .finetune import encode_examples, load_input, train_steps
+    from .finetune import load_input, train_steps
 
     recipe, task, splits = ctx.recipe, ctx.task, ctx.splits()
     src, processor, model = load_input(inputs, ctx)
@@ -179,7 +179,7 @@ def run(cfg: PruneConfig, inputs: dict, ctx):
                          f"min_heads_per_layer {cfg.min_heads_per_layer} keeps at least {floor}")
     ffn_goal = ffn0 - _round_up(ffn0 - round(cfg.ffn * ffn0), cfg.ffn_multiple, ffn0)
     collate = DataCollatorWithPadding(processor)
-    train = encode_examples(processor, splits.train, recipe.data.max_length)
+    train = task.training_examples(processor, splits.train, recipe.data)
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(recipe.seed)).tolist()
     scored = [train[i] for i in order[:cfg.importance_samples]]
     history = []
