@@ -74,7 +74,7 @@ class BucketedOvSession(OvSession):
 
 def shapes(model, task) -> str:
     """'buckets' for a text model whose inputs all have a dynamic sequence axis, else 'dynamic'."""
-    axes = getattr(task, "INPUT_AXES", {}) if task is not None else {}
+    axes = task.INPUT_AXES if task is not None else {}
     if axes.get(1) != "sequence":
         return "dynamic"
     ok = all(len(i.get_partial_shape()) == 2 and i.get_partial_shape()[1].is_dynamic for i in model.inputs)
