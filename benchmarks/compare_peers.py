@@ -80,10 +80,11 @@ def load_run(run_dir: str | Path, model_stage: str | None = None, base_dir: Path
     from edgeft.tasks import get_task
 
     run_dir = Path(run_dir)
-    missing = [f for f in ("stages.json", "recipe.resolved.json", "report.json") if not (run_dir / f).is_file()]
+    missing = [f for f in ("run.json", "report.json") if not (run_dir / f).is_file()]
     if missing:
         raise SystemExit(f"{run_dir} is not a finished run (missing {', '.join(missing)})")
-    stages = json.loads((run_dir / "stages.json").read_text())
+    state = json.loads((run_dir / "run.json").read_text())
+    stages = {n: s for n, s in state["stages"].items() if s.get("path")}     # stages that left an artifact
     artifacts = {}
     for name, s in stages.items():
         p = Path(s["path"])
@@ -94,19 +95,19 @@ def load_run(run_dir: str | Path, model_stage: str | None = None, base_dir: Path
     torch_stages = [n for n, a in artifacts.items() if a.kind == "torch"]
     if model_stage is None:
         if not torch_stages:
-            raise SystemExit(f"{run_dir}: no torch artifact in stages.json; give --model STAGE")
+            raise SystemExit(f"{run_dir}: no torch artifact in run.json; give --model STAGE")
         model_stage = torch_stages[0]
     if model_stage not in artifacts or artifacts[model_stage].kind != "torch":
         raise SystemExit(f"--model {model_stage}: not a torch stage of this run (torch stages: {torch_stages})")
-    raw = json.loads((run_dir / "recipe.resolved.json").read_text())
     # base_dir: where relative paths of the recipe (data files, calibration manifests) resolve when they are
-    # not found from the current directory; recipe.resolved.json does not record the recipe's folder
-    recipe = validate_recipe(raw, base_dir=Path(base_dir), check_data=False)
+    # not found from the current directory: the recipe's own folder when run.json records it
+    base = Path(state.get("recipe_dir") or base_dir)
+    recipe = validate_recipe(state["recipe"], base_dir=base, check_data=False)
     report = json.loads((run_dir / "report.json").read_text())
     rows = [(r["artifact"], r["target"]) for r in report["rows"]]
     for a, _ in rows:
         if a not in artifacts:
-            raise SystemExit(f"report.json names artifact {a!r}, which stages.json does not have")
+            raise SystemExit(f"report.json names artifact {a!r}, which run.json does not list as finished")
     return RunInfo(run_dir, recipe, get_task(recipe.task), artifacts[model_stage], artifacts, rows, report)
 
 
@@ -432,7 +433,7 @@ def render_markdown(out: dict) -> str:
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("run_dir", help="a finished run: runs/<name>/ with stages.json, recipe.resolved.json, report.json")
+    ap.add_argument("run_dir", help="a finished run: runs/<name>/ with run.json and report.json")
     ap.add_argument("--json", help="write the results as JSON here")
     ap.add_argument("--md", help="write the markdown tables here")
     ap.add_argument("--model", help="torch stage the peers start from (default: the first torch artifact)")

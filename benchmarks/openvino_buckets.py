@@ -35,10 +35,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     run = Path(args.run_dir)
-    recipe = validate_recipe(json.loads((run / "recipe.resolved.json").read_text()),
-                             base_dir=Path(__file__).resolve().parents[1] / "recipes", check_data=False)
+    state = json.loads((run / "run.json").read_text())
+    recipe = validate_recipe(state["recipe"], check_data=False,
+                             base_dir=Path(state.get("recipe_dir") or Path(__file__).resolve().parents[1] / "recipes"))
     test = task.load_splits(recipe).test
-    stages = json.loads((run / "stages.json").read_text())
+    stages = state["stages"]
     rows = {}
     for name in args.stages.split(","):
         p = Path(stages[name]["path"])

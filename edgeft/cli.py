@@ -40,13 +40,49 @@ def cmd_run(args) -> int:
     from .recipe import load_recipe
     from .runner import run_recipe
 
+    import time
+
+    t0 = time.perf_counter()
     recipe = load_recipe(args.recipe, args.override)
-    result = run_recipe(recipe, runs_dir=args.runs, store_dir=args.store, force=args.force)
-    report = result.run_dir / "report.md"
-    print(f"\nran {len(result.ran)} stage(s), reused {len(result.skipped)}; run folder: {result.run_dir}")
+    result = run_recipe(recipe, runs_dir=args.runs, store_dir=args.store, force=args.force,
+                        fail_fast=args.fail_fast)
+    _print_summary(result, time.perf_counter() - t0)
+    return 0 if result.ok else 1
+
+
+def _print_summary(result, wall_s: float) -> None:
+    """The report's table, the failed branches, and where the files are."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .report import summary_table
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    report = result.run_dir / "report.json"
+    if report.exists() and any(a.kind == "report" for a in result.artifacts.values()):
+        data = json.loads(report.read_text())
+        header, *rows = summary_table(data)
+        table = Table(title=f"{data.get('recipe', {}).get('name', '')}: test accuracy and batch-1 latency "
+                            f"(* = Pareto front of its target)")
+        for h in header:
+            table.add_column(h, justify="left" if h in ("artifact", "target", "precision") else "right")
+        for r in rows:
+            table.add_row(*r)
+        console.print(table)
+    for name, f in result.failed.items():
+        console.print(f"[red]failed[/]: {name} ({f['type']}): {f['error']}")
+    for name, needs in result.blocked.items():
+        console.print(f"[yellow]not run[/]: {name} (needs {', '.join('@' + n for n in needs)})")
+    console.print(f"ran {len(result.ran)} stage(s), reused {len(result.skipped)}, failed {len(result.failed)}, "
+                  f"not run {len(result.blocked)} in {wall_s / 60:.1f} min; run folder: {result.run_dir} "
+                  f"(run.json: every stage's state)")
     if report.exists():
-        print(f"report: {report} (also report.json, pareto.png)")
-    return 0
+        console.print(f"report: {result.run_dir / 'report.md'} (also report.json, pareto.png)")
+    if not result.ok:
+        console.print("[red]some stages failed[/]: fix the cause (or their settings) and run the same command "
+                      "again; finished stages are reused")
 
 
 def cmd_report(args) -> int:
@@ -115,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="redo this stage and every stage that depends on it (repeatable)")
     p.add_argument("--runs", default="runs", help="folder for run outputs (default: runs)")
     p.add_argument("--store", default=None, help="artifact store (default: RUNS/.store)")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first failed stage (default: run every branch that does not need it, "
+                        "report the failures, exit 1 at the end)")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("report", help="re-render report.md and pareto.png from RUN_DIR/report.json")

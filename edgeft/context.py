@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .artifact import Artifact
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
 
 log = logging.getLogger("edgeft")
 
 
 @dataclass
 class Context:
-    recipe: object                # Recipe
+    recipe: "Recipe"
     run_dir: Path                 # runs/<recipe name>/: reports and logs
     out_dir: Path                 # the stage's temp folder: write outputs here, nothing else
     key: str                      # the artifact key this stage will commit under
@@ -36,6 +40,14 @@ class Context:
                      len(s.test), ", ".join(s.label_names))
             self._splits["splits"] = s
         return self._splits["splits"]
+
+    @property
+    def failures(self) -> list[dict]:
+        """Stages of this run that failed so far ({stage, type, error_type, error, figures, wall_s}), and
+        those not run because they needed one ({stage, blocked_by}): the report lists both."""
+        out = list(self._splits.get("failures", {}).values())
+        out += [{"stage": n, "blocked_by": needs} for n, needs in self._splits.get("blocked", {}).items()]
+        return out
 
     def artifact(self, kind: str, file: str = "", meta: dict | None = None) -> Artifact:
         """The Artifact this stage returns; the runner commits it atomically."""

@@ -190,6 +190,7 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
     if report.get("not_run"):
         out += ["Not run (known at load time): " + "; ".join(
             f"{n['artifact']} on `{n['target']}`: {n['reason']}" for n in report["not_run"]), ""]
+    out += failed_section(report.get("failed_stages") or [])
     if image:
         out += [f"![accuracy vs p50 latency, one panel per target]({image})", ""]
     out += ["## What each column means", ""]
@@ -198,6 +199,43 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
         out.append(f"- reference row(s): {', '.join(refs)}")
     out.append("")
     return "\n".join(out)
+
+
+def failed_section(failures: list[dict]) -> list[str]:
+    """Markdown lines for the stages that failed (reason and figures) and those that needed them."""
+    if not failures:
+        return []
+    out = ["## Failed stages (not measured)", "",
+           "These stages failed their checks or raised; their artifacts are not in the tables above. "
+           "The other branches ran. `edgeft run` exits 1 and a re-run retries only these.", ""]
+    for f in failures:
+        if f.get("blocked_by"):
+            out.append(f"- **{f['stage']}**: not run, it needs {', '.join('@' + n for n in f['blocked_by'])}")
+            continue
+        figs = f.get("figures") or {}
+        fig_txt = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in figs.items())
+        reason = " ".join(str(f.get("error", "")).split())
+        out.append(f"- **{f['stage']}** ({f.get('type', '?')}, {f.get('error_type', 'error')} after "
+                   f"{f.get('wall_s', '?')} s): {reason}" + (f" — figures: {fig_txt}" if fig_txt else ""))
+    out.append("")
+    return out
+
+
+def summary_table(report: dict) -> list[list[str]]:
+    """The rows a person reads first, one per artifact x target: header + rows of strings."""
+    rows = report.get("rows", [])
+    front = set()
+    for t in _targets(rows):
+        idx = [i for i, r in enumerate(rows) if r["target"] == t]
+        pts = [((rows[i].get("latency_ms") or {}).get("p50"), _pct(rows[i].get("accuracy"))) for i in idx]
+        front |= {idx[j] for j in pareto_front(pts)}
+    out = [["artifact", "target", "precision", "accuracy %", "p50 ms", "fixed p50 ms", "size MB", "speedup", "front"]]
+    for i, r in enumerate(rows):
+        out.append([r["artifact"], r["target"], r.get("precision", "—"), _acc_cell(r),
+                    _f((r.get("latency_ms") or {}).get("p50")), _f((r.get("latency_fixed_ms") or {}).get("p50")),
+                    _f(r.get("size_mb"), "{:.1f}"), _f(r.get("speedup_vs_reference"), "{:.2f}x"),
+                    "*" if i in front else ""])
+    return out
 
 
 def _describe(target: str) -> str:

@@ -1,10 +1,19 @@
-"""run_recipe: walk the stages, resolve @refs, skip cache hits, commit each output atomically."""
+"""run_recipe: walk the stages, resolve @refs, skip cache hits, commit each output atomically.
+
+A stage that fails (a parity gate, `max_drop` not met, a runtime error) fails its branch, not the
+run: the stages that do not depend on it still run, a benchmark measures the artifacts that exist,
+the report lists the failure, and `run_recipe` returns with `failed` set (the CLI exits 1).
+`fail_fast=True` re-raises the first failure instead. The run's state lives in one file,
+runs/<name>/run.json, rewritten atomically after every stage.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +25,7 @@ from .recipe import Recipe, dump_recipe
 from .store import Store, cache_key, hash_file
 
 log = logging.getLogger("edgeft")
+RUN_STATE = "run.json"
 
 
 @dataclass
@@ -33,6 +43,12 @@ class RunResult:
     artifacts: dict[str, Artifact] = field(default_factory=dict)
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    failed: dict[str, dict] = field(default_factory=dict)     # stage -> {error, error_type, figures}
+    blocked: dict[str, list[str]] = field(default_factory=dict)   # stage -> the failed stages it needed
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.blocked
 
 
 def _input_refs(stages, i: int) -> dict:
@@ -51,38 +67,76 @@ def _input_refs(stages, i: int) -> dict:
     return refs
 
 
-def plan(recipe: Recipe) -> list[StagePlan]:
-    """Cache keys for every stage. Keys chain: a change upstream changes every key downstream."""
+def _stage_key(recipe: Recipe, s, refs: dict, keys: dict, context: dict) -> str:
     from .targets.fingerprint import host_fingerprint
 
+    input_keys = []
+    for v in refs.values():
+        for name in (v if isinstance(v, list) else [v]):
+            input_keys.append(keys[name] if name else "model:" + recipe.model.source)
+    files = {k: hash_file(p) for k, p in s.files(recipe).items()}
+    ctx_fields = dict(context)
+    if getattr(s, "machine_dependent", False):
+        ctx_fields["host"] = host_fingerprint(stable=True)
+    return cache_key(s.type, s.version, s.key_config(), input_keys, files, ctx_fields)
+
+
+def plan(recipe: Recipe) -> list[StagePlan]:
+    """Cache keys for every stage. Keys chain: a change upstream changes every key downstream."""
     keys: dict[str, str] = {}
     plans = []
     context = recipe.context_fields()
     for i, s in enumerate(recipe.stages):
         refs = _input_refs(recipe.stages, i)
-        input_keys = []
-        for v in refs.values():
-            for name in (v if isinstance(v, list) else [v]):
-                input_keys.append(keys[name] if name else "model:" + recipe.model.source)
-        files = {k: hash_file(p) for k, p in s.files(recipe).items()}
-        ctx_fields = dict(context)
-        if getattr(s, "machine_dependent", False):
-            ctx_fields["host"] = host_fingerprint(stable=True)
-        key = cache_key(s.type, s.version, s.key_config(), input_keys, files, ctx_fields)
-        keys[s.name] = key
-        plans.append(StagePlan(s.name, s.type, key, refs))
+        keys[s.name] = _stage_key(recipe, s, refs, keys, context)
+        plans.append(StagePlan(s.name, s.type, keys[s.name], refs))
     return plans
 
 
+class RunState:
+    """runs/<name>/run.json: the resolved recipe and every stage's status, key, artifact and failure,
+    rewritten atomically (write + rename) whenever a stage changes state."""
+
+    def __init__(self, run_dir: Path, recipe: Recipe, plans: list[StagePlan]):
+        self.path = run_dir / RUN_STATE
+        now = _now()
+        self.data = {"recipe": dump_recipe(recipe), "status": "running", "started": now, "updated": now,
+                     "pid": os.getpid(), "recipe_dir": str(recipe.base_dir),
+                     "stages": {p.name: {"type": p.type, "key": p.key, "status": "pending"} for p in plans}}
+        self.save()
+
+    def stage(self, name: str, **fields) -> None:
+        self.data["stages"][name].update(fields)
+        self.save()
+
+    def finish(self, status: str) -> None:
+        self.data["status"] = status
+        self.save()
+
+    def save(self) -> None:
+        self.data["updated"] = _now()
+        part = self.path.with_name(self.path.name + ".part")
+        part.write_text(json.dumps(self.data, indent=2, default=str))
+        os.replace(part, self.path)
+
+
+def read_run_state(run_dir: str | Path) -> dict:
+    """The run.json of a run folder (see RunState)."""
+    path = Path(run_dir) / RUN_STATE
+    if not path.is_file():
+        from .errors import EdgeftError
+        raise EdgeftError(f"{path} not found: run the recipe first (edgeft run RECIPE)")
+    return json.loads(path.read_text())
+
+
 def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", store_dir: str | Path | None = None,
-               force: list[str] | tuple = ()) -> RunResult:
+               force: list[str] | tuple = (), fail_fast: bool = False) -> RunResult:
     runs_dir = Path(runs_dir)
     run_dir = runs_dir / recipe.name
     run_dir.mkdir(parents=True, exist_ok=True)
     store = Store(store_dir or runs_dir / ".store")
     for p in store.clean_stale():
         log.info("removed an unfinished stage folder left by an interrupted run: %s", p.name)
-    (run_dir / "recipe.resolved.json").write_text(json.dumps(dump_recipe(recipe), indent=2))
 
     unknown = [f for f in force if f not in {s.name for s in recipe.stages}]
     if unknown:
@@ -90,40 +144,112 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", store_dir: str | P
         raise RecipeError([("--force", f"no stage named {u!r}") for u in unknown])
     plans = plan(recipe)
     forced = _with_dependents(plans, set(force))
+    state = RunState(run_dir, recipe, plans)
     result = RunResult(run_dir)
-    shared: dict = {}
-    for s, p in zip(recipe.stages, plans):
-        art = None if p.name in forced else store.get(p.key)
-        inputs = {f: ([result.artifacts[n] for n in v] if isinstance(v, list) else
-                      (result.artifacts[v] if v else None)) for f, v in p.inputs.items()}
-        if art is not None:
-            # the store is shared by recipes: show this recipe's stage name, not the first producer's
-            art = dataclasses.replace(art, stage=p.name)
-            log.info("[bold]%s[/] (%s): done before, reusing %s", p.name, p.type, p.key, extra={"markup": True})
-            result.skipped.append(p.name)
-        else:
-            log.info("[bold]%s[/] (%s): running → %s", p.name, p.type, p.key, extra={"markup": True})
-            parents = [a.key for v in inputs.values() for a in (v if isinstance(v, list) else [v]) if a is not None]
-            tmp = store.begin(p.key)
-            ctx = Context(recipe, run_dir, tmp, p.key, p.name, p.type, parents, shared)
-            t0 = time.perf_counter()
-            try:
-                art = registry.run_function(p.type)(s, inputs, ctx)
-                art.meta.setdefault("wall_s", round(time.perf_counter() - t0, 1))
-                art = store.commit(tmp, art)
-            except BaseException:
-                store.abort(tmp)     # nothing half-written stays behind, Ctrl-C included
-                raise
-            log.info("[bold]%s[/]: finished in %.1f s", p.name, time.perf_counter() - t0, extra={"markup": True})
-            result.ran.append(p.name)
-        result.artifacts[p.name] = art
-        if art.kind == "report":
-            from .report import write_report
-            paths = write_report(art.main_path, run_dir)
-            log.info("report: %s", ", ".join(str(x) for x in paths))
-    (run_dir / "stages.json").write_text(json.dumps(
-        {n: {"key": a.key, "kind": a.kind, "path": str(a.main_path)} for n, a in result.artifacts.items()}, indent=2))
+    shared: dict = {"failures": result.failed, "blocked": result.blocked}
+    keys = {p.name: p.key for p in plans}
+    context = recipe.context_fields()
+    try:
+        for i, (s, p) in enumerate(zip(recipe.stages, plans)):
+            down = set(result.failed) | set(result.blocked)
+            refs = _drop_failed(p.inputs, down)
+            if refs is None:
+                needs = sorted({n for v in p.inputs.values() for n in (v if isinstance(v, list) else [v])
+                                if n in down})
+                result.blocked[p.name] = needs
+                state.stage(p.name, status="blocked", blocked_by=needs)
+                log.warning("[bold]%s[/] (%s): not run, it needs %s, which failed", p.name, p.type,
+                            ", ".join("@" + n for n in needs), extra={"markup": True})
+                continue
+            key = p.key
+            if refs != p.inputs:        # a benchmark without the failed artifacts: its own key
+                key = keys[p.name] = _stage_key(recipe, s, refs, keys, context)
+                left_out = sorted(set(_names(p.inputs)) - set(_names(refs)))
+                log.warning("[bold]%s[/]: measuring without %s (failed)", p.name,
+                            ", ".join("@" + n for n in left_out), extra={"markup": True})
+                state.stage(p.name, key=key, left_out=left_out)
+            inputs = {f: ([result.artifacts[n] for n in v] if isinstance(v, list) else
+                          (result.artifacts[v] if v else None)) for f, v in refs.items()}
+            with store.lock(key):           # a concurrent run on the same key waits here, then reuses
+                art = None if p.name in forced else store.get(key)
+                if art is not None:
+                    # the store is shared by recipes: show this recipe's stage name, not the first producer's
+                    art = dataclasses.replace(art, stage=p.name)
+                    log.info("[bold]%s[/] (%s): done before, reusing %s", p.name, p.type, key,
+                             extra={"markup": True})
+                    result.skipped.append(p.name)
+                    state.stage(p.name, status="reused", kind=art.kind, path=str(art.main_path))
+                else:
+                    art = _run_stage(s, p, key, inputs, recipe, run_dir, store, shared, state, result, fail_fast)
+                    if art is None:
+                        continue
+            result.artifacts[p.name] = art
+            if art.kind == "report":
+                from .report import write_report
+                paths = write_report(art.main_path, run_dir)
+                log.info("report: %s", ", ".join(str(x) for x in paths))
+    except BaseException:
+        state.finish("interrupted")
+        raise
+    state.finish("failed" if not result.ok else "finished")
     return result
+
+
+def _run_stage(s, p: StagePlan, key: str, inputs: dict, recipe, run_dir, store, shared, state, result,
+               fail_fast: bool):
+    """Run one stage into a temp folder and commit it; on failure record why and return None."""
+    log.info("[bold]%s[/] (%s): running → %s", p.name, p.type, key, extra={"markup": True})
+    state.stage(p.name, status="running")
+    parents = [a.key for v in inputs.values() for a in (v if isinstance(v, list) else [v]) if a is not None]
+    tmp = store.begin(key)
+    ctx = Context(recipe, run_dir, tmp, key, p.name, p.type, parents, shared)
+    t0 = time.perf_counter()
+    try:
+        art = registry.run_function(p.type)(s, inputs, ctx)
+        art.meta.setdefault("wall_s", round(time.perf_counter() - t0, 1))
+        art = store.commit(tmp, art)
+    except Exception as e:
+        store.abort(tmp)
+        wall = round(time.perf_counter() - t0, 1)
+        if fail_fast:
+            state.stage(p.name, status="failed", error=str(e), error_type=type(e).__name__, wall_s=wall)
+            raise
+        failure = {"stage": p.name, "type": p.type, "error_type": type(e).__name__, "error": str(e),
+                   "figures": getattr(e, "figures", None), "wall_s": wall}
+        result.failed[p.name] = failure
+        state.stage(p.name, status="failed", **{k: v for k, v in failure.items() if k not in ("stage", "type")})
+        log.error("[bold]%s[/] (%s) failed after %.1f s: %s", p.name, p.type, wall, e, extra={"markup": True})
+        log.debug("traceback of %s", p.name, exc_info=True)
+        return None
+    except BaseException:
+        store.abort(tmp)     # nothing half-written stays behind, Ctrl-C included
+        raise
+    wall = time.perf_counter() - t0
+    log.info("[bold]%s[/]: finished in %.1f s", p.name, wall, extra={"markup": True})
+    result.ran.append(p.name)
+    state.stage(p.name, status="done", kind=art.kind, path=str(art.main_path), wall_s=round(wall, 1))
+    return art
+
+
+def _names(refs: dict) -> list[str]:
+    return [n for v in refs.values() for n in (v if isinstance(v, list) else [v]) if n]
+
+
+def _drop_failed(refs: dict, down: set[str]) -> dict | None:
+    """The refs without failed stages: a list field (a benchmark's artifacts) loses them; a single
+    ref to a failed stage blocks the stage (None). A list left empty blocks it too."""
+    out = {}
+    for f, v in refs.items():
+        if isinstance(v, list):
+            kept = [n for n in v if n not in down]
+            if not kept:
+                return None
+            out[f] = kept
+        elif v in down:
+            return None
+        else:
+            out[f] = v
+    return out
 
 
 def _with_dependents(plans: list[StagePlan], names: set[str]) -> set[str]:
@@ -133,3 +259,7 @@ def _with_dependents(plans: list[StagePlan], names: set[str]) -> set[str]:
             if any(n in out for n in (v if isinstance(v, list) else [v]) if n):
                 out.add(p.name)
     return out
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

@@ -8,7 +8,9 @@ renamed into place with os.replace only after its manifest is written: a crash o
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import os
@@ -58,6 +60,24 @@ class Store:
         if not (folder / MANIFEST).is_file():
             return None
         return Artifact.read(folder)
+
+    @contextlib.contextmanager
+    def lock(self, key: str):
+        """Hold the lock of `key` (an flock on <root>/.locks/<key>.lock): a second process asking for the
+        same key waits until the first has committed or aborted, then finds its result."""
+        locks = self.root / ".locks"
+        locks.mkdir(exist_ok=True)
+        with open(locks / f"{key}.lock", "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                import logging
+                logging.getLogger("edgeft").info("%s: another run is producing this artifact; waiting for it", key)
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def begin(self, key: str) -> Path:
         tmp = self.root / f".tmp-{key}-{os.getpid()}"

@@ -239,6 +239,8 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
                  "test_mean_tokens": round(prepared[pairs[0][1].key]["mean_tokens"], 1)},
         "rows": rows,
         "not_run": not_run,
+        # stages of this run that failed (and those that needed them): their artifacts are not measured
+        "failed_stages": ctx.failures,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     (ctx.out_dir / "report.json").write_text(json.dumps(report, indent=2))

@@ -123,8 +123,9 @@ def test_interrupted_stage_leaves_nothing_and_rerun_resumes(tmp_path, monkeypatc
     assert calls == ["finetune", "export", "export", "quantize"]
     res = run_recipe(recipe, runs_dir=tmp_path, store_dir=store_dir)
     assert res.ran == [] and res.skipped == ["finetune", "onnx", "int8"]
-    stages = json.loads((tmp_path / recipe.name / "stages.json").read_text())
-    assert set(stages) == {"finetune", "onnx", "int8"}
+    state = json.loads((tmp_path / recipe.name / "run.json").read_text())
+    assert set(state["stages"]) == {"finetune", "onnx", "int8"} and state["status"] == "finished"
+    assert {s["status"] for s in state["stages"].values()} == {"reused"}
 
 
 def test_force_redoes_a_stage_and_its_dependents(tmp_path, monkeypatch):
