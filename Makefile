@@ -5,7 +5,8 @@ PYTHON  ?= python3
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip
-RECIPE  ?= recipes/minilm-rotten-tomatoes.yaml   # or recipes/efficientnet-lite0-fashion-mnist.yaml (images)
+RECIPE  ?= recipes/minilm-rotten-tomatoes-quick.yaml   # the demo (~10 min); demo-full: the full recipe
+FULL_RECIPE ?= recipes/minilm-rotten-tomatoes.yaml
 STAMP   := $(VENV)/.edgeft-installed
 PYTEST_ARGS ?=
 
@@ -14,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test bench clean fashion-mnist
+.PHONY: setup demo demo-full test bench clean fashion-mnist
 
 setup: $(STAMP)
 
@@ -51,6 +52,9 @@ fashion-mnist:
 
 demo: $(STAMP)
 	$(VENV)/bin/edgeft run $(RECIPE)
+
+demo-full: $(STAMP)
+	$(VENV)/bin/edgeft run $(FULL_RECIPE)
 
 test: $(STAMP)
 	$(PY) -m pytest tests $(PYTEST_ARGS)

@@ -126,6 +126,10 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
                    f"`{(recipe.get('model') or {}).get('source')}`, data `{(recipe.get('data') or {}).get('source')}`"
                    + (f" (image_size {rdata.get('image_size') or 224})" if is_image else
                       f" (max_length {rdata.get('max_length')})") + f", seed {recipe.get('seed')}")
+    if rdata.get("max_samples"):
+        caps = ", ".join(f"{k} {v}" for k, v in rdata["max_samples"].items())
+        out.append(f"- **Shortened:** data capped at {caps} samples (`data.max_samples`)"
+                   + ("" if "test" in rdata["max_samples"] else "; the test split is whole"))
     out.append(f"- **Machine:** {env.get('cpu', '?')}, {env.get('cores', '?')} cores, {env.get('machine', '')}; "
                f"ISA {' '.join(env.get('isa') or []) or '—'}; Python {env.get('python', '?')}")
     if runtimes:
@@ -190,6 +194,14 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
     if report.get("not_run"):
         out += ["Not run (known at load time): " + "; ".join(
             f"{n['artifact']} on `{n['target']}`: {n['reason']}" for n in report["not_run"]), ""]
+    nopay = [r for r in rows if r.get("int8_pays") is False]
+    if nopay:
+        out += ["## INT8 that buys nothing here", "",
+                "These INT8 rows are less than 1.15x faster at p50 than the FP32 row of the same model on the same "
+                "target, so they trade accuracy for no speed on this machine (typical of x86 CPUs without VNNI, "
+                "where ONNX Runtime's INT8 kernels are no faster than FP32): ship the FP32 row, or a smaller model.", ""]
+        out += [f"- {r['artifact']} on `{r['target']}`: {r['int8_speedup_vs_fp32']:.2f}x {r['int8_fp32_row']}" for r in nopay]
+        out.append("")
     out += failed_section(report.get("failed_stages") or [])
     if image:
         out += [f"![accuracy vs p50 latency, one panel per target]({image})", ""]

@@ -11,11 +11,15 @@ import numpy as np
 from ..errors import ExportParityError
 
 
-def compare_logits(reference, candidate) -> dict:
+def compare_logits(reference, candidate, atol: float | None = None, rtol: float = 0.0) -> dict:
     """Figures for two logits arrays of the same shape ([n, classes] or [classes]).
 
-    max_abs_diff / mean_abs_diff: |Δlogit| over every element; agreement: fraction of rows whose
-    argmax is the same; n: rows compared. Non-finite candidates count as infinitely far away.
+    max_abs_diff / mean_abs_diff: |Δlogit| over every element; max_rel_diff: |Δlogit| over the scale
+    of its row (max |reference logit| of that sample); agreement: fraction of rows whose argmax is the
+    same; n: rows compared. Non-finite candidates count as infinitely far away.
+    With `atol`, the allclose-style figure `tolerance_used` = max |Δ| / (atol + rtol * row scale): at
+    most 1 passes. Logits are unnormalised, their scale differs by model (CNN logits reach tens), so
+    an absolute bound alone is either too loose for small logits or too strict for large ones.
     """
     ref = np.asarray(reference, dtype=np.float64)
     cand = np.asarray(candidate, dtype=np.float64)
@@ -25,12 +29,19 @@ def compare_logits(reference, candidate) -> dict:
         ref, cand = ref[None], cand[None]
     n = int(ref.shape[0])
     if n == 0:
-        return {"max_abs_diff": 0.0, "mean_abs_diff": 0.0, "agreement": 1.0, "n": 0}
+        out = {"max_abs_diff": 0.0, "mean_abs_diff": 0.0, "max_rel_diff": 0.0, "agreement": 1.0, "n": 0}
+        return out | ({"tolerance_used": 0.0} if atol is not None else {})
     diff = np.abs(ref - cand)
     diff[~np.isfinite(diff)] = np.inf
+    scale = np.abs(ref).max(-1, keepdims=True)
     agree = ref.argmax(-1) == cand.argmax(-1)
-    return {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
-            "agreement": float(agree.mean()), "n": n}
+    out = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
+           "max_rel_diff": float((diff / np.maximum(scale, 1e-12)).max()), "logit_scale": float(scale.max()),
+           "agreement": float(agree.mean()), "n": n}
+    if atol is not None:
+        out["tolerance_used"] = float((diff / (atol + rtol * scale)).max())
+        out["atol"], out["rtol"] = atol, rtol
+    return out
 
 
 def output_failures(output_names: list[str], expected_names: list[str],
@@ -54,7 +65,12 @@ def parity_gate(what: str, figures: dict, max_abs_diff: float | None = None, min
     `failures` carries structural problems found earlier (names, shapes) so one error lists them all.
     """
     failures = list(failures)
-    if max_abs_diff is not None and not figures["max_abs_diff"] <= max_abs_diff:   # NaN fails too
+    if "tolerance_used" in figures:          # allclose-style: |Δ| <= atol + rtol * scale of the sample's logits
+        if not figures["tolerance_used"] <= 1.0:
+            failures.append(f"max |Δlogit| {figures['max_abs_diff']:.3g} (relative {figures['max_rel_diff']:.3g}) "
+                            f"exceeds atol {figures['atol']:.3g} + rtol {figures['rtol']:.3g} x |logits| "
+                            f"({figures['tolerance_used']:.3g}x the bound)")
+    elif max_abs_diff is not None and not figures["max_abs_diff"] <= max_abs_diff:   # NaN fails too
         failures.append(f"max |Δlogit| {figures['max_abs_diff']:.3g} > {max_abs_diff:.3g}")
     if min_agreement is not None and not figures["agreement"] >= min_agreement:
         failures.append(f"argmax agreement {figures['agreement']:.4f} < {min_agreement:.4f} "
@@ -76,13 +92,19 @@ def parity_feeds(texts: list, encode, batch_size: int = 32, singles: int = 8) ->
     return feeds, n_batched
 
 
-def compare_runs(reference: list, candidate: list) -> tuple[dict, list[tuple[tuple, tuple]]]:
+def compare_runs(reference: list, candidate: list, atol: float | None = None,
+                 rtol: float = 0.0) -> tuple[dict, list[tuple[tuple, tuple]]]:
     """Figures over many runs (lists of logits arrays, one per feed), skipping runs whose shapes
-    differ; returns (figures, [(reference shape, candidate shape)] for every run)."""
+    differ; returns (figures, [(reference shape, candidate shape)] for every run). atol/rtol: see
+    compare_logits."""
     shapes = [(tuple(np.shape(r)), tuple(np.shape(c))) for r, c in zip(reference, candidate)]
     pairs = [(r, c) for (r, c), (rs, cs) in zip(zip(reference, candidate), shapes) if rs == cs]
     if not pairs:
-        return {"max_abs_diff": float("inf"), "mean_abs_diff": float("inf"), "agreement": 0.0, "n": 0}, shapes
+        out = {"max_abs_diff": float("inf"), "mean_abs_diff": float("inf"), "max_rel_diff": float("inf"),
+               "agreement": 0.0, "n": 0}
+        if atol is not None:
+            out.update(tolerance_used=float("inf"), atol=atol, rtol=rtol)
+        return out, shapes
     ref = np.concatenate([np.reshape(r, (-1, np.shape(r)[-1])) for r, _ in pairs])
     cand = np.concatenate([np.reshape(c, (-1, np.shape(c)[-1])) for _, c in pairs])
-    return compare_logits(ref, cand), shapes
+    return compare_logits(ref, cand, atol, rtol), shapes

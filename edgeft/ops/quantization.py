@@ -43,16 +43,18 @@ def fused_ops(path: str | Path) -> dict[str, int]:
 
 
 def quantize_dynamic_int8(src: str | Path, dst: str | Path, per_channel: bool = True,
-                          op_types: list[str] | None = None, reduce_range: bool = False) -> Path:
+                          op_types: list[str] | None = None, reduce_range: bool = False,
+                          uint8_weights: bool = False) -> Path:
     """Dynamic INT8: int8 symmetric weights, activations quantized to uint8 at run time.
-    op_types None = every op ONNX Runtime has an integer kernel for."""
+    op_types None = every op ONNX Runtime has an integer kernel for. `uint8_weights`: uint8 weights
+    (U8U8 kernels) for x86 CPUs without VNNI, where u8 x s8 can saturate (edgeft/isa.py)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     dst = Path(dst)
     with scratch_tempdir(dst.parent / ".ort-tmp"), quiet_library_logs():
         quantize_dynamic(str(src), str(dst), op_types_to_quantize=op_types, per_channel=per_channel,
-                         reduce_range=reduce_range, weight_type=QuantType.QInt8,
+                         reduce_range=reduce_range, weight_type=QuantType.QUInt8 if uint8_weights else QuantType.QInt8,
                          use_external_data_format=_needs_external(src),
                          # the traced graph leaves some MatMul outputs untyped; they are all float
                          extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
@@ -441,3 +443,63 @@ def _dequantize_after_gather(dq, gather, const, add_init) -> list:
         x = base + "_c"
     new.append(onnx.helper.make_node("Mul", [x, base + "_su"], [out]))
     return new
+
+
+# ---------------------------------------------------------------------------------------------------
+# the INT8 format for CPUs whose u8 x s8 kernels saturate (x86 without VNNI; see edgeft/isa.py)
+
+def weights_to_uint8(src: str | Path, dst: str | Path) -> dict[str, int]:
+    """Store every int8 weight of a QDQ model as uint8: q + 128 with zero point zp + 128. Each
+    DequantizeLinear computes (q - zp) * scale, so the numbers are the same to the bit; ONNX Runtime
+    then runs the MatMuls with its U8U8 kernels, which do not saturate on x86 CPUs without VNNI
+    (its u8 x s8 kernels there add pairs of products in int16). Returns counts for the meta."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(src))
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+
+    def const(name):
+        if name in inits:
+            return numpy_helper.to_array(inits[name])
+        if name in producer and producer[name].op_type == "Constant":
+            return numpy_helper.to_array(producer[name].attribute[0].t)
+        return None
+
+    converted, done = 0, {}
+    for dq in g.node:
+        if dq.op_type != "DequantizeLinear" or dq.input[0] not in inits or len(dq.input) < 3:
+            continue
+        q, zp = const(dq.input[0]), const(dq.input[2])
+        if q is None or zp is None or q.dtype != np.int8 or zp.dtype != np.int8:
+            continue
+        names = []
+        for name, arr in ((dq.input[0], q), (dq.input[2], zp)):
+            if name not in done:
+                new = name + "_u8"
+                g.initializer.append(numpy_helper.from_array((arr.astype(np.int16) + 128).astype(np.uint8), new))
+                done[name] = new
+            names.append(done[name])
+        dq.input[0], dq.input[2] = names
+        converted += 1
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    for i in [i for i in g.initializer if i.name not in used]:
+        g.initializer.remove(i)
+    onnx.checker.check_model(m)
+    onnx.save(m, str(dst), save_as_external_data=_needs_external(src))
+    return {"weights_to_uint8": converted}
+
+
+def integer_weight_types(path: str | Path) -> dict[str, int]:
+    """Counts of the integer weight initializers of a quantized model by type ({'int8': n, 'uint8': m})."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    names = {onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT8: "uint8"}
+    out: dict[str, int] = {}
+    for t in m.graph.initializer:
+        if t.data_type in names and len(t.dims) >= 2:
+            out[names[t.data_type]] = out.get(names[t.data_type], 0) + 1
+    return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -49,3 +49,21 @@ class StageConfig(Strict):
         """The config as it enters the cache key. The stage's name and its `input` ref are left out
         (the input's key is in the cache key already): renaming a stage redoes nothing."""
         return self.model_dump(mode="json", exclude={"name", "input"})
+
+
+# the CPU class an INT8 artifact is made for (edgeft/isa.py): auto = this machine
+IsaName = Literal["auto", "avx2", "avx512", "avx512_vnni", "avx_vnni", "vnni", "amx", "arm64", "arm64_dotprod", "x86"]
+
+
+def isa_warnings(isa: str) -> list[tuple[str, str]]:
+    """An INT8 stage made for another CPU class than this machine's: its parity gate runs on this
+    machine's kernels, so it cannot see what that CPU's kernels do differently."""
+    from ..isa import host_isa_class, resolve
+
+    if isa == "auto":
+        return []
+    cls, host = resolve(isa)[0], host_isa_class()
+    if cls == host:
+        return []
+    return [("isa", f"INT8 made for {isa} (class {cls}) on a {host} machine: the format is {cls}'s, but the parity "
+                    f"gate runs on this machine's kernels; benchmark it on the device itself")]

@@ -221,9 +221,13 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
                    {"peak_rss_mb": None, "model_rss_mb": None, "baseline_rss_mb": None})
         row["fingerprint"] = {**host_fingerprint(), "runtimes": runtime_versions(),
                               **target_module(t).fingerprint(cfg.threads)}
+    for row, s in zip(rows, sessions):
+        if hasattr(s, "shape_notes"):       # e.g. which OpenVINO length buckets passed their check
+            row["shapes"] = s.shape_notes()
     for s in sessions:
         s.close()
     _compare(rows, cfg.reference[1:] if cfg.reference else None)
+    int8_gains(rows)
     for r in rows:
         log.info(summary(r))
 
@@ -303,6 +307,30 @@ def _compare(rows: list[dict], reference: str | None = None) -> None:
         r["reference"] = f"{ref['artifact']}@{ref['target']}"
         r["speedup_vs_reference"] = round(ref["latency_ms"]["p50"] / r["latency_ms"]["p50"], 3)
         r["accuracy_delta_vs_reference"] = round(100 * (r["accuracy"] - ref["accuracy"]), 2)
+
+
+INT8_PAYS = 1.15    # an INT8 row at most 1/1.15 of its FP32 row's p50 on the same target pays for its accuracy risk
+
+
+def int8_gains(rows: list[dict]) -> None:
+    """int8_speedup_vs_fp32: the p50 of the FP32 row of the same torch model on the same target divided
+    by this INT8 row's p50; int8_pays false when it is below INT8_PAYS (on x86 CPUs without VNNI
+    ONNX Runtime INT8 measured no faster than FP32). None where there is no such FP32 row."""
+    for r in rows:
+        if r["precision"] != "int8":
+            continue
+        fp32 = [f for f in rows if f["target"] == r["target"] and f["precision"] in ("fp32", "bf16")
+                and f["torch_source"] == r["torch_source"] and f.get("latency_ms")]
+        if not fp32:
+            r.update(int8_speedup_vs_fp32=None, int8_pays=None)
+            continue
+        best = min(fp32, key=lambda f: f["latency_ms"]["p50"])
+        ratio = best["latency_ms"]["p50"] / r["latency_ms"]["p50"]
+        r.update(int8_speedup_vs_fp32=round(ratio, 3), int8_fp32_row=best["artifact"], int8_pays=ratio >= INT8_PAYS)
+        if ratio < INT8_PAYS:
+            log.warning("%s on %s: INT8 is %.2fx the FP32 row %s (p50 %.2f vs %.2f ms): it buys no speed on this "
+                        "target", r["artifact"], r["target"], ratio, best["artifact"], r["latency_ms"]["p50"],
+                        best["latency_ms"]["p50"])
 
 
 def summary(r: dict) -> str:

@@ -20,7 +20,10 @@ log = logging.getLogger("edgeft")
 
 class ParityConfig(Strict):
     samples: PositiveInt = Field(256, description="real validation samples compared (all if fewer)")
-    max_abs_diff: float | None = Field(None, gt=0, description="max |Δlogit|; default: the task's tolerance")
+    max_abs_diff: float | None = Field(None, gt=0, description="absolute part of the bound on |Δlogit|; "
+                                       "default: the task's (1e-4)")
+    rtol: float | None = Field(None, ge=0, description="relative part: |Δlogit| <= max_abs_diff + rtol x the "
+                               "sample's max |logit|; default: the task's (1e-4)")
     min_agreement: float = Field(0.999, ge=0, le=1, description="argmax agreement floor")
     batch_size: PositiveInt = Field(32, description="samples per batch, padded to the batch's longest")
     single_runs: int = Field(8, ge=0, description="extra batch-1 runs at natural length (dynamic axes)")
@@ -83,6 +86,7 @@ def run(cfg: ExportConfig, inputs: dict, ctx):
     feeds, n_batched = parity_feeds(val.items[:n], encode, cfg.parity.batch_size, cfg.parity.single_runs)
     reference = [task.torch_forward(model, f) for f in feeds]
     tol = cfg.parity.max_abs_diff or task.FP32_TOLERANCE
+    rtol = task.FP32_RTOL if cfg.parity.rtol is None else cfg.parity.rtol
 
     work = ctx.out_dir / ".work"
     plain = work / "model.onnx"
@@ -94,10 +98,11 @@ def run(cfg: ExportConfig, inputs: dict, ctx):
         _, outs = ox.io_names(sess)
         pick = ox.output_index(sess, task.OUTPUT_NAMES[0])
         cand = [ox.run_session(sess, f)[pick] for f in feeds]
-        figures, shapes = compare_runs(reference, cand)
+        figures, shapes = compare_runs(reference, cand, tol, rtol)
         failures = output_failures(outs, task.OUTPUT_NAMES, shapes)
-        log.info("export: parity of %s on %d validation samples + %d batch-1 runs: max |Δlogit| %.2e, "
-                 "agreement %.4f", what, n, len(feeds) - n_batched, figures["max_abs_diff"], figures["agreement"])
+        log.info("export: parity of %s on %d validation samples + %d batch-1 runs: max |Δlogit| %.2e (relative "
+                 "%.2e, %.0f%% of the bound), agreement %.4f", what, n, len(feeds) - n_batched, figures["max_abs_diff"],
+                 figures["max_rel_diff"], 100 * figures["tolerance_used"], figures["agreement"])
         parity_gate(f"{ctx.stage_name}: {what}", figures, tol, cfg.parity.min_agreement, failures)
         return figures, cand
 
@@ -130,7 +135,7 @@ def run(cfg: ExportConfig, inputs: dict, ctx):
         "precision": "fp32", "torch_source": torch_source, "opset": cfg.opset, "inputs": names,
         "exporter": f"torch.onnx TorchScript tracer (torch {torch.__version__})",
         "optimized": cfg.optimize, "fusions": fusions,
-        "parity": figures, "parity_limits": {"max_abs_diff": tol, "min_agreement": cfg.parity.min_agreement},
+        "parity": figures, "parity_limits": {"max_abs_diff": tol, "rtol": rtol, "min_agreement": cfg.parity.min_agreement},
         "parity_batch1_runs": len(feeds) - n_batched,
         "val_accuracy_fp32": task.metrics(ref_logits, labels)["accuracy"],
         "val_accuracy_onnx": task.metrics(cand_logits, labels)["accuracy"],

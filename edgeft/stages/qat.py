@@ -27,6 +27,7 @@ from pydantic import Field, PositiveInt
 
 from ..errors import StageError
 from ..recipe import Strict
+from .base import IsaName, isa_warnings
 from .finetune import TrainConfig, train_classifier
 
 log = logging.getLogger("edgeft")
@@ -46,10 +47,22 @@ class QATConfig(TrainConfig):
     keep_best: bool = Field(False, description="not supported: NNCF-wrapped models are not checkpointed")
     calibration: str = Field(description="calibration manifest: initial quantizer ranges")
     opset: int = Field(18, ge=14, le=23)
+    isa: IsaName = Field("auto", description="the CPU class the INT8 model is for (edgeft/isa.py): auto = "
+                                             "this machine; avx2/avx512 (no VNNI) store uint8 weights")
     parity: QATParityConfig = QATParityConfig()
 
     accepts = ("torch",)
-    version: ClassVar[int] = 3          # 2: weights stored as integers (folded Q/DQ); 3: + OpenVINO IR
+    # 2: weights stored as integers (folded Q/DQ); 3: + OpenVINO IR; 4: INT8 format per ISA class, IR gated
+    # against the QAT torch model too
+    version: ClassVar[int] = 4
+
+    def key_config(self) -> dict:
+        from ..isa import resolve
+
+        return {**super().key_config(), "int8_isa": resolve(self.isa)[0]}
+
+    def warnings(self, recipe, stages) -> list[tuple[str, str]]:
+        return isa_warnings(self.isa)
 
     def produces(self) -> str:
         return "onnx"
@@ -83,7 +96,8 @@ def run(cfg: QATConfig, inputs: dict, ctx):
 
     from ..ops import onnx_export as ox
     from ..ops.parity import compare_runs, output_failures, parity_feeds, parity_gate
-    from ..ops.quantization import fold_weight_quantizers
+    from ..isa import int8_format
+    from ..ops.quantization import fold_weight_quantizers, weights_to_uint8
     from .finetune import lineage, load_input
     from .quantize import calibration_set
 
@@ -114,6 +128,11 @@ def run(cfg: QATConfig, inputs: dict, ctx):
     exported.parent.mkdir(exist_ok=True)
     ox.export_onnx(stripped, encode(val.items[:2]), exported, names, task.OUTPUT_NAMES, cfg.opset, task.INPUT_AXES)
     folding = fold_weight_quantizers(exported, final)
+    fmt = int8_format(cfg.isa)
+    if fmt.ort_weights == "uint8":      # x86 without VNNI: the same numbers as uint8, run by exact U8U8 kernels
+        folding.update(weights_to_uint8(final, final))
+    log.info("qat: INT8 format for ISA class %s (%s): %s weights", fmt.isa,
+             "this machine" if fmt.source == "host" else "the recipe's isa", fmt.ort_weights)
     sess = ox.session(final)
     outs = ox.io_names(sess)[1]
     pick = ox.output_index(sess, task.OUTPUT_NAMES[0])
@@ -136,13 +155,14 @@ def run(cfg: QATConfig, inputs: dict, ctx):
     parity_gate(f"{ctx.stage_name}: QAT export", figures, max_abs_diff, cfg.parity.min_agreement,
                 output_failures(outs, task.OUTPUT_NAMES, shapes))
 
-    ir = write_openvino_ir(final, ctx.out_dir, pfeeds, qat_logits, f"{ctx.stage_name}: OpenVINO IR")
+    ir = write_openvino_ir(final, ctx.out_dir, pfeeds, qat_logits, f"{ctx.stage_name}: OpenVINO IR",
+                           max_abs_diff, cfg.parity.min_agreement)
     processor.save_pretrained(ctx.out_dir)
     model.config.save_pretrained(ctx.out_dir)
     ops = ox.op_counts(final)
     meta = {
         **train_meta, **lineage(src),
-        "precision": "int8", "method": "qat", "torch_source": src.key if src is not None else
+        "precision": "int8", "method": "qat", "int8_format": fmt.meta(), "torch_source": src.key if src is not None else
         "model:" + recipe.model.source, "opset": cfg.opset, "calibration": cal,
         "weights": "int8 symmetric (NNCF)", "activations": "int8/uint8 (NNCF transformer defaults)",
         "qdq_pairs": ops.get("QuantizeLinear", 0), "folding": folding,
@@ -160,10 +180,13 @@ IR_TOLERANCE = 0.01     # IR vs the same QDQ ONNX, both on OpenVINO: measured 0.
 #                         not investigated); a broken conversion is off by whole logits
 
 
-def write_openvino_ir(onnx_path, out_dir, feeds: list[dict], qat_logits: list, what: str) -> dict:
+def write_openvino_ir(onnx_path, out_dir, feeds: list[dict], qat_logits: list, what: str,
+                      max_abs_diff: float, min_agreement: float) -> dict:
     """Convert the QDQ ONNX to OpenVINO IR (model.xml + model.bin, weights not compressed) beside it.
-    Gate: the IR must give the same logits as OpenVINO running the ONNX itself (max |Δlogit| <=
-    IR_TOLERANCE, agreement 1.0); its difference from the QAT torch model is reported."""
+    Gates: the IR must give the same logits as OpenVINO running the ONNX itself (max |Δlogit| <=
+    IR_TOLERANCE, agreement 1.0), and what OpenVINO's kernels compute on this CPU must be as close to
+    the QAT torch model as the ONNX Runtime export (`max_abs_diff`, `min_agreement`): comparing two
+    OpenVINO runs alone would not see a kernel that saturates."""
     import openvino as ov
 
     from ..ops.parity import compare_runs, parity_gate
@@ -176,6 +199,7 @@ def write_openvino_ir(onnx_path, out_dir, feeds: list[dict], qat_logits: list, w
     figures, _ = compare_runs([from_onnx.run(f) for f in feeds], ir_out)
     parity_gate(what, figures, IR_TOLERANCE, 1.0, [])
     vs_torch, _ = compare_runs(qat_logits, ir_out)
+    parity_gate(what + " vs the QAT torch model", vs_torch, max_abs_diff, min_agreement, [])
     log.info("qat: OpenVINO IR vs the QDQ ONNX on OpenVINO: max |Δlogit| %.3g; vs the QAT torch model: agreement "
              "%.4f, max |Δlogit| %.3g", figures["max_abs_diff"], vs_torch["agreement"], vs_torch["max_abs_diff"])
     return {"files": ["model.xml", "model.bin"], "parity_vs_onnx_on_openvino": figures,

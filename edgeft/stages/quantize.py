@@ -27,7 +27,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 
 from ..recipe import Strict, differs_from_default
-from .base import StageConfig
+from .base import IsaName, StageConfig, isa_warnings
 
 log = logging.getLogger("edgeft")
 
@@ -48,8 +48,10 @@ class QuantizeConfig(StageConfig):
                                    "nncf_accuracy_control): the largest validation accuracy drop allowed, in points")
     fallback_samples: PositiveInt = Field(256, description="static with max_drop: validation samples on which "
                                           "each weight op's sensitivity is measured")
-    reduce_range: bool = Field(False, description="7-bit weights: for x86 CPUs without VNNI (AVX2 only), "
-                                                  "where u8 x s8 products can saturate")
+    reduce_range: bool = Field(False, description="7-bit int8 weights (ONNX Runtime methods) instead of the "
+                                                  "format `isa` picks")
+    isa: IsaName = Field("auto", description="the CPU class the INT8 model is for (edgeft/isa.py): auto = "
+                                             "this machine; avx2/avx512 (no VNNI) get a format that cannot saturate")
     parity: QuantParityConfig = QuantParityConfig()
 
     accepts = ("onnx",)
@@ -64,6 +66,23 @@ class QuantizeConfig(StageConfig):
 
     def files(self, recipe) -> dict[str, str]:
         return {"calibration": str(recipe.resolve_path(self.calibration))} if self.calibration else {}
+
+    def key_config(self) -> dict:
+        from ..isa import resolve
+
+        # with isa: auto the format depends on this machine's CPU class: part of the key
+        return {**super().key_config(), "int8_isa": resolve(self.isa)[0]}
+
+    def warnings(self, recipe, stages) -> list[tuple[str, str]]:
+        from ..isa import int8_format
+
+        out = isa_warnings(self.isa)
+        fmt = int8_format(self.isa)
+        if fmt.saturating and not self.method.startswith("nncf"):
+            out.append(("isa", f"INT8 for a {fmt.isa} CPU without VNNI: ONNX Runtime's INT8 kernels there are about as "
+                               f"fast as FP32 (MiniLM on an AVX2 EPYC: 26.51 vs 26.53 ms p50), so this step may buy "
+                               f"no speed; the report marks INT8 rows that are not >= 1.15x their FP32 row"))
+        return out
 
     def check(self, recipe, stages) -> list[tuple[str, str]]:
         from ..calibration import data_source_id, read_manifest
@@ -136,16 +155,26 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
     def encode(texts):
         return task.encode(processor, texts, max_len)
 
+    from ..isa import int8_format
+
+    fmt = int8_format(cfg.isa)
+    uint8_weights = fmt.ort_weights == "uint8" and not cfg.reduce_range and not cfg.method.startswith("nncf")
     nncf = cfg.method.startswith("nncf")
     work, final = ctx.out_dir / ".work", ctx.out_dir / ("model.xml" if nncf else "model.onnx")
     meta: dict = {"precision": "int8", "torch_source": src.meta.get("torch_source", src.key),
                   "opset": src.meta.get("opset"), "method": cfg.method, "per_channel": cfg.per_channel,
-                  "reduce_range": cfg.reduce_range,
-                  "weights": "int8 symmetric", "activations": "uint8 asymmetric"}
+                  "reduce_range": cfg.reduce_range, "int8_format": fmt.meta(),
+                  "weights": ("int8 symmetric stored as uint8 (zero point 128)" if uint8_weights else
+                              "int8 symmetric" + (" 7-bit" if cfg.reduce_range else "")),
+                  "activations": "uint8 asymmetric"}
+    log.info("quantize: INT8 format for ISA class %s (%s): %s", fmt.isa,
+             "this machine" if fmt.source == "host" else "the recipe's isa", meta["weights"] if not nncf else
+             f"NNCF overflow fix {fmt.nncf_overflow_fix}")
     t0 = time.perf_counter()
     if cfg.method == "dynamic":
         log.info("quantize: dynamic INT8 of %s", src.main_path)
-        q.quantize_dynamic_int8(src.main_path, final, per_channel=cfg.per_channel, reduce_range=cfg.reduce_range)
+        q.quantize_dynamic_int8(src.main_path, final, per_channel=cfg.per_channel, reduce_range=cfg.reduce_range,
+                                uint8_weights=uint8_weights)
         meta["calibrate_method"] = None
     elif nncf:
         from ..ops.nncf_quant import nncf_ptq
@@ -153,10 +182,12 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
         cal, samples = calibration_set(cfg, ctx)
         log.info("quantize: NNCF PTQ (OpenVINO) calibrating on %d %s samples", len(samples), cal["split"])
         feeds = [{k: v for k, v in encode([t]).items() if k in in_names} for t in samples]
-        meta.update(calibrate_method="nncf", calibration=cal, weights="int8 symmetric per channel (NNCF)",
+        meta.update(calibrate_method="nncf", calibration=cal,
+                    weights="int8 symmetric per channel (NNCF)" + (", 7-bit (overflow fix)" if fmt.saturating else ""),
                     activations="int8/uint8 per tensor (NNCF default preset: asymmetric for transformers)")
         if cfg.max_drop is None:
-            meta["nncf"] = nncf_ptq(src.main_path, final, feeds, transformer=task.TRANSFORMER)
+            meta["nncf"] = nncf_ptq(src.main_path, final, feeds, transformer=task.TRANSFORMER,
+                                    overflow_fix=fmt.nncf_overflow_fix)
         else:
             from ..ops.nncf_quant import nncf_accuracy_control
 
@@ -167,7 +198,7 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
                      cfg.max_drop, len(items))
             meta["nncf"] = nncf_accuracy_control(src.main_path, final, feeds, items,
                                                  lambda lg, lb: task.metrics(lg, lb)["accuracy"], cfg.max_drop,
-                                                 transformer=task.TRANSFORMER)
+                                                 transformer=task.TRANSFORMER, overflow_fix=fmt.nncf_overflow_fix)
     else:
         fused = q.fused_ops(src.main_path)
         if fused:
@@ -175,13 +206,14 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
                              f"has fused ops ({', '.join(f'{k} x{v}' for k, v in fused.items())}) that QDQ cannot "
                              f"quantize; export with `optimize: false` for static INT8, or use method: dynamic")
         meta["calibrate_method"] = cfg.calibrate_method
-        meta["calibration"], fallback = _static(cfg, ctx, encode, in_names, src, work, final, q)
+        meta["calibration"], fallback = _static(cfg, ctx, encode, in_names, src, work, final, q, uint8_weights)
         if fallback is not None:
             meta["fallback"] = fallback
             meta["float_nodes"] = [k["node"] for k in fallback["kept_float"]]
     log.info("quantize: done in %.1f s", time.perf_counter() - t0)
     if not nncf:
         meta["quantized_ops"] = q.quantization_summary(final)
+        meta["integer_weights"] = q.integer_weight_types(final)
 
     # parity against the FP32 source on real validation samples
     val = ctx.splits().validation
@@ -245,7 +277,7 @@ def calibration_set(cfg, ctx) -> tuple[dict, list]:
              "num_samples": len(samples)}, samples)
 
 
-def _static(cfg, ctx, encode, in_names, src, work, final, q) -> tuple[dict, dict | None]:
+def _static(cfg, ctx, encode, in_names, src, work, final, q, uint8_weights: bool) -> tuple[dict, dict | None]:
     """Static QDQ INT8 into `final`; with max_drop, the most sensitive weight ops stay in float until
     the validation drop is within it. Returns (calibration facts, fallback record or None)."""
     from ..errors import StageError
@@ -260,9 +292,13 @@ def _static(cfg, ctx, encode, in_names, src, work, final, q) -> tuple[dict, dict
     always_float = q.activation_matmuls(pre)
 
     def quantize(kept: list[str], dst=work / "trial.onnx"):
-        return q.quantize_static_int8(pre, dst, cache, cfg.calibrate_method, per_channel=cfg.per_channel,
-                                      reduce_range=cfg.reduce_range, nodes_to_exclude=always_float + kept,
-                                      op_types=op_types)
+        # every trial in the final format: on a CPU that saturates, int8 trials would mislead the search
+        out = q.quantize_static_int8(pre, dst, cache, cfg.calibrate_method, per_channel=cfg.per_channel,
+                                     reduce_range=cfg.reduce_range, nodes_to_exclude=always_float + kept,
+                                     op_types=op_types)
+        if uint8_weights:
+            q.weights_to_uint8(out, out)
+        return out
 
     if cfg.max_drop is None:
         quantize([], final)

@@ -27,6 +27,19 @@ def _cpuinfo() -> tuple[str, tuple[str, ...]]:
     return model, tuple(f for f in ISA_FLAGS if f in flags)
 
 
+def cpu_flags() -> tuple[str, ...]:
+    """Every flag /proc/cpuinfo lists for this CPU (empty where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                k, _, v = line.partition(":")
+                if k.strip() in ("flags", "Features"):
+                    return tuple(v.split())
+    except OSError:
+        pass
+    return ()
+
+
 def host_fingerprint(stable: bool = False) -> dict:
     """The machine. `stable=True` leaves out anything that changes between runs on one machine."""
     model, flags = _cpuinfo()

@@ -1,7 +1,7 @@
 """benchmarks/compare_peers.py: edgeft rows against the peers a user would pick instead.
 
 End to end on real parts: a tiny real run (shipped MiniLM with a fresh seeded head standing in for
-fine-tuning, as tests/unit/test_benchmark.py does; the real export, dynamic-INT8 quantize and benchmark
+fine-tuning; the real export, dynamic-INT8 quantize and benchmark
 stages through the runner), then compare_peers with every peer (PyTorch, Optimum + ONNX Runtime FP32
 and dynamic INT8, OpenVINO FP32, OpenVINO + NNCF INT8) on tiny settings. Nothing is timed against a
 threshold: the machine is shared. The helpers (peaks, headline, MACs fit, markdown) are tested on
@@ -91,6 +91,34 @@ def compared(openvino_installed, cp, tiny_run, tmp_path_factory):
     return returned, json.loads((out / "peers.json").read_text()), (out / "peers.md").read_text(), tiny_run
 
 
+def _model_metrics(run_dir, n: int) -> tuple[float, float]:
+    """Accuracy and macro-F1 of the run's torch model (HF transformers, one batch) on the seeded n-sentence
+    subset of the run's test split that --max-test draws; the metrics counted here."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from edgeft.recipe import validate_recipe
+    from edgeft.tasks import get_task
+
+    recipe = validate_recipe(json.loads((run_dir / "run.json").read_text())["recipe"], check_data=False)
+    splits = get_task(recipe.task).load_splits(recipe)
+    test = splits.test.subset(np.sort(np.random.default_rng(recipe.seed).choice(len(splits.test), n, replace=False)))
+    folder = json.loads((run_dir / "run.json").read_text())["stages"]["finetune"]["path"]
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    with torch.inference_mode():
+        pred = model(**tok(list(test.items), truncation=True, max_length=recipe.data.max_length, padding=True,
+                           return_tensors="pt")).logits.argmax(-1).numpy()
+    labels = np.asarray(test.labels)
+    f1s = []
+    for c in range(len(splits.label_names)):
+        tp, fp, fn = (int(((pred == c) & (labels == c)).sum()), int(((pred == c) & (labels != c)).sum()),
+                      int(((pred != c) & (labels == c)).sum()))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return float((pred == labels).mean()), float(np.mean(f1s))
+
+
 def _positive(x) -> bool:
     return isinstance(x, (int, float)) and x > 0
 
@@ -108,8 +136,16 @@ def test_every_peer_and_edgeft_row_measured(compared):
     assert [(r["artifact"], r["target"]) for r in out["edgeft"]] == [(r["artifact"], r["target"])
                                                                      for r in report["rows"]]
     assert [r["name"] for r in out["edgeft"]] == ["finetune@pytorch", "export@cpu", "int8@cpu"]
+    # the eager FP32 rows' figures are the model's own on the test subset, recomputed here from its logits;
+    # every other row's accuracy is a count of those same n sentences
+    n = out["settings"]["test_size"]
+    acc, f1 = _model_metrics(run_dir, n)
+    for name, r in (("pytorch-fp32", out["peers"][0]), ("finetune@pytorch", out["edgeft"][0])):
+        assert r["name"] == name and r["accuracy"] == pytest.approx(acc, abs=1e-9), (name, r["accuracy"], acc)
+        assert r["f1"] == pytest.approx(f1, abs=1e-9), (name, r["f1"], f1)
     for r in out["peers"] + out["edgeft"]:
-        assert 0 <= r["accuracy"] <= 1 and 0 <= r["f1"] <= 1, r["name"]
+        assert r["accuracy"] * n == pytest.approx(round(r["accuracy"] * n), abs=1e-6), r["name"]
+        assert 0 < r["f1"] <= 1, r["name"]
         for key in ("latency_ms", "latency_fixed_ms"):
             lat = r[key]
             assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"], (r["name"], key)

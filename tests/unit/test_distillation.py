@@ -19,14 +19,28 @@ def test_kl_part_is_zero_when_student_equals_teacher():
 
 
 def test_temperature_squared_keeps_soft_gradients_on_scale():
+    """kl_loss is T²·KL(softmax(t/T) ‖ softmax(s/T)), averaged over the batch (batchmean). Checked
+    against that formula written out here, value and gradient, at T = 1, 2, 4: T in place of T²
+    (or no factor, or a per-element mean) is off by a factor of T (T², C) at T > 1."""
     torch.manual_seed(0)
-    s, t = torch.randn(64, 2, requires_grad=True), torch.randn(64, 2)
+    s0, t = torch.randn(64, 3), 3 * torch.randn(64, 3)
+    for temp in (1.0, 2.0, 4.0):
+        s = s0.clone().requires_grad_(True)
+        loss = kl_loss(s, t, temp)
+        p = torch.softmax(t / temp, dim=-1)                                  # teacher's soft targets
+        q = torch.softmax(s0 / temp, dim=-1)
+        want = temp ** 2 * (p * (p.log() - q.log())).sum(-1).mean()
+        assert float(loss.detach()) == pytest.approx(float(want), rel=1e-5), temp
+        loss.backward()
+        # d/ds of T²·mean_b KL = T²·(q − p)/(T·B) = T·(q − p)/B
+        torch.testing.assert_close(s.grad, temp * (q - p) / len(s0), rtol=1e-4, atol=1e-7)
+    # so the soft gradients stay on scale as T grows: q − p shrinks ~1/T, the factor T makes up for it
     grads = []
     for temp in (1.0, 4.0):
-        s.grad = None
+        s = s0.clone().requires_grad_(True)
         kl_loss(s, t, temp).backward()
         grads.append(float(s.grad.norm()))
-    assert 0.1 < grads[1] / grads[0] < 10       # without T² it would shrink ~T-fold or more
+    assert 0.1 < grads[1] / grads[0] < 10
 
 
 def test_hidden_mse_counts_real_tokens_only():

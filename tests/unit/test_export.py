@@ -40,7 +40,8 @@ def test_export_writes_a_self_contained_onnx_artifact(exported):
     assert m["torch_source"] == "model:shipped:all-MiniLM-L6-v2"
     assert m["optimized"] is True and m["fusions"].get("Attention") == 6
     for figures in (m["parity"], m["parity_unoptimized"]):
-        assert figures["max_abs_diff"] <= task.FP32_TOLERANCE
+        assert figures["tolerance_used"] <= 1.0 and figures["atol"] == task.FP32_TOLERANCE
+        assert figures["rtol"] == task.FP32_RTOL and figures["max_rel_diff"] < 1e-3
         assert figures["agreement"] == 1.0
         assert figures["n"] == 64 + m["parity_batch1_runs"]
     assert m["val_accuracy_onnx"] == m["val_accuracy_fp32"]
@@ -82,7 +83,7 @@ def test_parity_gate_fails_a_corrupted_export_and_commits_nothing(tmp_path, monk
     key = plan(recipe)[0].key
     store = tmp_path / "runs" / ".store"
     with pytest.raises(ExportParityError) as e:
-        run_recipe(recipe, runs_dir=tmp_path / "runs")
+        run_recipe(recipe, runs_dir=tmp_path / "runs", fail_fast=True)
     msg = str(e.value)
     assert "max |Δlogit|" in msg and e.value.figures["max_abs_diff"] > 1e-4
     assert "max_abs_diff=" in msg and "agreement=" in msg

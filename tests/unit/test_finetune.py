@@ -47,7 +47,7 @@ def test_bf16_on_cpu_fails_the_stage(tmp_path):
     r = small_recipe()
     r["stages"][0]["precision"] = "bf16"
     with pytest.raises(StageError, match="needs a CUDA GPU"):
-        run_recipe(validate_recipe(r), runs_dir=tmp_path)
+        run_recipe(validate_recipe(r), runs_dir=tmp_path, fail_fast=True)
     assert not list((tmp_path / ".store").iterdir())        # nothing half-written left behind
 
 

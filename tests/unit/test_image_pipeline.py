@@ -89,7 +89,8 @@ def test_export_is_parity_checked_with_a_fixed_image_shape(run):
     assert io_names(art.main_path) == (["pixel_values"], ["logits"])
     assert dynamic_dims(art.main_path)["pixel_values"] == ["batch", 3, 32, 32]
     m = art.meta
-    assert m["parity"]["max_abs_diff"] <= task.FP32_TOLERANCE and m["parity"]["agreement"] == 1.0
+    assert m["parity"]["tolerance_used"] <= 1.0 and m["parity"]["agreement"] == 1.0
+    assert m["parity"]["max_rel_diff"] < 1e-3 and m["parity"]["atol"] == task.FP32_TOLERANCE
     assert m["parity"]["n"] == 64 + m["parity_batch1_runs"] and m["val_accuracy_onnx"] == m["val_accuracy_fp32"]
     assert (art.path / "preprocessor_config.json").is_file()     # the artifact carries its preprocessing
 
@@ -99,7 +100,7 @@ def test_parity_gate_fails_a_cnn_export_and_stores_nothing(run, manifest, tmp_pa
     recipe = validate_recipe(image_recipe(data=DATA, stages=[stages(manifest)[0], strict]))
     runs = run.artifacts["finetune"].path.parent.parent        # reuse the fine-tuned model from the store
     with pytest.raises(ExportParityError, match=r"max \|Δlogit\|"):
-        run_recipe(recipe, runs_dir=runs)
+        run_recipe(recipe, runs_dir=runs, fail_fast=True)
     from edgeft.runner import plan
     from edgeft.store import Store
 

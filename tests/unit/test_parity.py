@@ -16,7 +16,8 @@ def _logits(n=50, k=3, seed=0):
 def test_identical_logits_agree_fully():
     a = _logits()
     f = compare_logits(a, a.copy())
-    assert f == {"max_abs_diff": 0.0, "mean_abs_diff": 0.0, "agreement": 1.0, "n": 50}
+    assert f == {"max_abs_diff": 0.0, "mean_abs_diff": 0.0, "max_rel_diff": 0.0, "logit_scale": float(np.abs(a).max()),
+                 "agreement": 1.0, "n": 50}
     assert parity_gate("export", f, max_abs_diff=1e-6, min_agreement=1.0) is f
 
 
@@ -94,3 +95,25 @@ def test_parity_feeds_cover_every_text_then_batch1_runs():
     assert sum(len(b) for b in seen[:n_batched]) == 70 and seen[0][0] == "t0"
     assert all(len(b) == 1 for b in seen[n_batched:]) and len(feeds) == 3 + 5
     assert seen[n_batched][0] == "t0" and seen[-1][0] == "t69"
+
+
+def test_allclose_bound_scales_with_the_logits():
+    """CNN logits reach tens: an error that is small against them passes, the same error on small
+    logits fails, and a real export bug (logits scaled up by 3, as the corrupted-export tests) fails."""
+    big = _logits() * 20                      # |logits| up to ~50
+    noisy = big + np.float32(1.5e-4)          # what an FP32 export on another CPU measured (1.49e-4)
+    f = compare_logits(big, noisy, atol=1e-4, rtol=1e-4)
+    assert f["max_abs_diff"] > 1e-4 and f["tolerance_used"] < 1.0
+    assert f["max_rel_diff"] == pytest.approx(1.5e-4 / np.abs(big).max(-1).min(), rel=0.2)
+    parity_gate("cnn export", f)
+    small = _logits() * 0.01                  # the same error on logits of scale 0.03 is 1e-2 relative
+    g = compare_logits(small, small + np.float32(1.5e-4), atol=1e-4, rtol=1e-4)
+    assert g["tolerance_used"] > 1.0
+    with pytest.raises(ExportParityError, match="relative"):
+        parity_gate("text export", g)
+    with pytest.raises(ExportParityError, match=r"x the bound"):
+        parity_gate("broken", compare_logits(big, big * 3, atol=1e-4, rtol=1e-4))
+    # row by row: one sample's large logits do not excuse another sample's error
+    mixed = np.concatenate([big[:1], small[1:]])
+    h = compare_logits(mixed, mixed + np.float32(1.5e-4), atol=1e-4, rtol=1e-4)
+    assert h["tolerance_used"] > 1.0
