@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +22,9 @@ class Artifact:
     meta: dict = field(default_factory=dict)   # precision, parity figures, training metrics, ...
     parents: list[str] = field(default_factory=list)  # keys of input artifacts
     created: str = ""
+    # relative path -> {"sha256", "size"} of every file, written by Store.commit and checked by Store.get
+    # ({} in manifests written before files were recorded: those load unchecked)
+    files: dict = field(default_factory=dict)
 
     @property
     def main_path(self) -> Path:
@@ -36,7 +39,8 @@ class Artifact:
     def read(cls, folder: Path) -> "Artifact":
         d = json.loads((folder / MANIFEST).read_text())
         d["path"] = Path(folder)   # the folder it lives in now, not where it was written
-        return cls(**d)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
     def size_mb(self) -> float:
         """Size of what a user would ship: every file of the artifact but the manifest and logs."""

@@ -104,7 +104,7 @@ def cmd_ls(args) -> int:
 
     store = Store(args.store or Path(args.runs) / ".store")
     for folder in sorted(store.root.iterdir()):
-        art = store.get(folder.name)
+        art = store.get(folder.name, verify=False)   # listing: no hashing (edgeft run verifies)
         if art is not None:
             print(f"{art.key}  {art.kind:8s} {art.stage:20s} {art.created}  {art.size_mb():8.1f} MB")
     return 0

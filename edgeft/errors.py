@@ -38,3 +38,12 @@ class ExportParityError(EdgeftError):
 
 class StageError(EdgeftError):
     """A stage could not do its work for a reason the user can fix."""
+
+
+class ArtifactCorruptError(EdgeftError):
+    """A committed artifact's file no longer matches the size or sha256 recorded when it was committed."""
+
+    def __init__(self, path, stage: str, key: str, reason: str):
+        self.path, self.stage, self.key, self.reason = str(path), stage, key, reason
+        super().__init__(f"{path}: the stored artifact of stage {stage!r} ({key}) is corrupt: {reason}. "
+                         f"Rerun with `--force {stage}` to rebuild it (and the stages that depend on it)")

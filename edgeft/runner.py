@@ -22,7 +22,7 @@ from . import stages as registry
 from .artifact import Artifact
 from .context import Context
 from .recipe import Recipe, dump_recipe
-from .store import Store, cache_key, hash_file
+from .store import FileHashes, Store, cache_key, canonical_json
 
 log = logging.getLogger("edgeft")
 RUN_STATE = "run.json"
@@ -67,29 +67,67 @@ def _input_refs(stages, i: int) -> dict:
     return refs
 
 
-def _stage_key(recipe: Recipe, s, refs: dict, keys: dict, context: dict) -> str:
+def key_context(recipe: Recipe, hashes: FileHashes) -> dict:
+    """recipe.context_fields() with every local file or folder the recipe reads (data files, a dataset
+    or image folder, a builtin set's installed file, a local or shipped model) replaced by its content
+    hash: an edited file changes the keys, a copy in another folder does not. Hub ids stay strings."""
+    from .data import files_read
+    from .models import source_files
+
+    ctx = recipe.context_fields()
+    for k, paths in files_read(recipe.data, recipe.base_dir).items():
+        value = ctx["data"][k]
+        if value.startswith("builtin:"):
+            ctx["data"][k] = {"builtin": value, "sha256": {p.name: hashes.path(p) for p in paths}}
+        else:
+            ctx["data"][k] = _content(paths[0], hashes)
+    path, packages = source_files(recipe.model.source)
+    if path is not None:
+        src = recipe.model.source
+        ctx["model"]["source"] = {**_content(path, hashes), **({"shipped": src, "packages": packages}
+                                                              if src.startswith("shipped:") else {})}
+    return ctx
+
+
+def _content(path: Path, hashes: FileHashes) -> dict:
+    if path.is_dir():
+        return {"tree_sha256": hashes.tree(path)}
+    return {"sha256": hashes.file(path), "suffix": path.suffix.lower()}   # the suffix picks the reader
+
+
+def _stage_key(recipe: Recipe, s, refs: dict, keys: dict, context: dict, hashes: FileHashes | None = None) -> str:
+    """`context`: key_context(recipe, hashes)."""
     from .targets.fingerprint import host_fingerprint
 
+    hashes = hashes or FileHashes()
+    model = context["model"]["source"]
+    model_ref = "model:" + (model if isinstance(model, str) else canonical_json(model))
     input_keys = []
     for v in refs.values():
         for name in (v if isinstance(v, list) else [v]):
-            input_keys.append(keys[name] if name else "model:" + recipe.model.source)
-    files = {k: hash_file(p) for k, p in s.files(recipe).items()}
+            input_keys.append(keys[name] if name else model_ref)
+    files = {k: hashes.path(p) for k, p in s.files(recipe).items()}
+    config = s.key_config()
+    for k in files:                     # the path as written: its content is in `files`
+        config.pop(k, None)
     ctx_fields = dict(context)
     if getattr(s, "machine_dependent", False):
         ctx_fields["host"] = host_fingerprint(stable=True)
-    return cache_key(s.type, s.version, s.key_config(), input_keys, files, ctx_fields)
+    return cache_key(s.type, s.version, config, input_keys, files, ctx_fields)
 
 
-def plan(recipe: Recipe) -> list[StagePlan]:
-    """Cache keys for every stage. Keys chain: a change upstream changes every key downstream."""
+def plan(recipe: Recipe, store: Store | None = None) -> list[StagePlan]:
+    """Cache keys for every stage. Keys chain: a change upstream changes every key downstream.
+    With a `store`, file hashes are memoised in its .hashes.json."""
+    hashes = store.hashes if store is not None else FileHashes()
     keys: dict[str, str] = {}
     plans = []
-    context = recipe.context_fields()
+    context = key_context(recipe, hashes)
     for i, s in enumerate(recipe.stages):
         refs = _input_refs(recipe.stages, i)
-        keys[s.name] = _stage_key(recipe, s, refs, keys, context)
+        keys[s.name] = _stage_key(recipe, s, refs, keys, context, hashes)
         plans.append(StagePlan(s.name, s.type, keys[s.name], refs))
+    hashes.save()
     return plans
 
 
@@ -142,13 +180,13 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", store_dir: str | P
     if unknown:
         from .errors import RecipeError
         raise RecipeError([("--force", f"no stage named {u!r}") for u in unknown])
-    plans = plan(recipe)
+    plans = plan(recipe, store)
     forced = _with_dependents(plans, set(force))
     state = RunState(run_dir, recipe, plans)
     result = RunResult(run_dir)
     shared: dict = {"failures": result.failed, "blocked": result.blocked}
     keys = {p.name: p.key for p in plans}
-    context = recipe.context_fields()
+    context = key_context(recipe, store.hashes)
     try:
         for i, (s, p) in enumerate(zip(recipe.stages, plans)):
             down = set(result.failed) | set(result.blocked)
@@ -163,7 +201,7 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", store_dir: str | P
                 continue
             key = p.key
             if refs != p.inputs:        # a benchmark without the failed artifacts: its own key
-                key = keys[p.name] = _stage_key(recipe, s, refs, keys, context)
+                key = keys[p.name] = _stage_key(recipe, s, refs, keys, context, store.hashes)
                 left_out = sorted(set(_names(p.inputs)) - set(_names(refs)))
                 log.warning("[bold]%s[/]: measuring without %s (failed)", p.name,
                             ", ".join("@" + n for n in left_out), extra={"markup": True})
@@ -171,7 +209,7 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", store_dir: str | P
             inputs = {f: ([result.artifacts[n] for n in v] if isinstance(v, list) else
                           (result.artifacts[v] if v else None)) for f, v in refs.items()}
             with store.lock(key):           # a concurrent run on the same key waits here, then reuses
-                art = None if p.name in forced else store.get(key)
+                art = None if p.name in forced else store.get(key, stage=p.name)
                 if art is not None:
                     # the store is shared by recipes: show this recipe's stage name, not the first producer's
                     art = dataclasses.replace(art, stage=p.name)

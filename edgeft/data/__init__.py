@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -33,3 +34,35 @@ class Splits:
 
     def get(self, name: str) -> Split:
         return getattr(self, name)
+
+
+def files_read(data, base_dir: Path) -> dict[str, list[Path]]:
+    """{data key: the local files or folders it reads} for a recipe's `data` section (DataConfig):
+    a CSV/JSONL file, a `datasets` save_to_disk folder or an image folder as resolved by the loaders,
+    and the installed files of a builtin set. Keys naming nothing on disk are left out."""
+    from ..errors import DataError
+    from ..recipe import resolve_path
+
+    out = {}
+    for key in ("source", "train", "validation", "test"):
+        value = getattr(data, key)
+        if not value:
+            continue
+        if value == "builtin:rotten_tomatoes":
+            from .text import rotten_tomatoes_path
+
+            try:
+                out[key] = [rotten_tomatoes_path()]
+            except DataError:
+                pass                         # not installed: check_data reports it
+        elif value == "builtin:fashion_mnist":
+            from .images import FASHION_MNIST_FILES, fashion_mnist_dir
+
+            paths = [fashion_mnist_dir() / f for pair in FASHION_MNIST_FILES.values() for f in pair]
+            if all(p.is_file() for p in paths):
+                out[key] = paths
+        elif not value.startswith("builtin:"):
+            path = resolve_path(value, base_dir)
+            if path.exists():
+                out[key] = [path]
+    return out

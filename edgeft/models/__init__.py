@@ -23,20 +23,46 @@ SHIPPED_EXTRA = {"efficientnet-lite0": ("efficientnet_lite_pytorch",)}
 def resolve_source(source: str) -> str:
     """A path or hub id that `from_pretrained` understands."""
     if source.startswith("shipped:"):
-        name = source.split(":", 1)[1]
-        if name not in SHIPPED:
-            raise EdgeftError(f"unknown shipped model {name!r}; known: {', '.join(SHIPPED)}")
-        pkg, fn, hint = SHIPPED[name]
-        try:
-            obj = importlib.import_module(pkg)
-            for extra in SHIPPED_EXTRA.get(name, ()):
-                importlib.import_module(extra)
-        except ImportError:
-            raise EdgeftError(f"shipped model {name!r} needs its package: {hint}") from None
-        for part in fn.split("."):
-            obj = getattr(obj, part)
-        return str(obj())
+        return str(_shipped_path(source.split(":", 1)[1], import_extras=True))
     return source
+
+
+def _shipped_path(name: str, import_extras: bool) -> Path:
+    if name not in SHIPPED:
+        raise EdgeftError(f"unknown shipped model {name!r}; known: {', '.join(SHIPPED)}")
+    pkg, fn, hint = SHIPPED[name]
+    try:
+        obj = importlib.import_module(pkg)
+        for extra in SHIPPED_EXTRA.get(name, ()) if import_extras else ():
+            importlib.import_module(extra)
+    except ImportError:
+        raise EdgeftError(f"shipped model {name!r} needs its package: {hint}") from None
+    for part in fn.split("."):
+        obj = getattr(obj, part)
+    return Path(obj())
+
+
+def source_files(source: str) -> tuple[Path | None, dict[str, str]]:
+    """What a model source reads from disk, found without importing torch: (the local file or folder,
+    None for a hub id; {package: version} of the shipped packages, e.g. the architecture's code).
+    The cache key hashes the path's content, so a copied or moved model folder keys the same."""
+    if source.startswith("shipped:"):
+        import importlib.metadata as md
+
+        name = source.split(":", 1)[1]
+        try:
+            path = _shipped_path(name, import_extras=False)
+        except EdgeftError:
+            return None, {}                  # reported by check_source; keyed by its name meanwhile
+        versions = {}
+        for pkg in (SHIPPED[name][0], *SHIPPED_EXTRA.get(name, ())):
+            try:
+                versions[pkg] = md.version(pkg)
+            except md.PackageNotFoundError:
+                versions[pkg] = "not installed"
+        return path, versions
+    p = Path(source).expanduser()
+    return (p, {}) if p.exists() else (None, {})
 
 
 def check_source(source: str, task: str | None = None) -> str | None:
