@@ -37,17 +37,22 @@ $(STAMP): pyproject.toml Makefile | $(PY)
 	touch $(STAMP)
 
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
+# Debian packages: the Fashion-MNIST data (image recipe and its tests) and qemu-user (tests emulate an
+# AVX2 CPU without VNNI to check the INT8 formats chosen for it). Installed when running as root with
+# apt-get; otherwise the command to run is printed (the tests that need them skip with the reason).
 fashion-mnist:
-	@if [ -f $(FMNIST_DIR)/t10k-labels-idx1-ubyte.gz ]; then \
-		echo "Fashion-MNIST: $(FMNIST_DIR)"; \
+	@need=""; [ -f $(FMNIST_DIR)/t10k-labels-idx1-ubyte.gz ] || need="dataset-fashion-mnist"; \
+	command -v qemu-x86_64 >/dev/null 2>&1 || need="$$need qemu-user"; \
+	if [ -z "$$need" ]; then \
+		echo "Fashion-MNIST: $(FMNIST_DIR); qemu-user: $$(command -v qemu-x86_64)"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
-		{ apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; } || \
-		echo "warning: could not install dataset-fashion-mnist with apt-get; the image recipe and its tests need it"; \
+		apt-get install -y -q $$need >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q $$need >/dev/null; } || \
+		echo "warning: could not install $$need with apt-get; the tests that need it will skip"; \
 	else \
-		echo "note: builtin:fashion_mnist (the image recipe and its tests) needs the Debian package:"; \
-		echo "      sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"; \
-		echo "      (or unpack its idx .gz files anywhere and set EDGEFT_FASHION_MNIST_DIR)"; \
+		echo "note: some tests and the image recipe need Debian packages:"; \
+		echo "      sudo apt-get update && sudo apt-get install -y $$need"; \
+		echo "      (Fashion-MNIST: or unpack its idx .gz files anywhere and set EDGEFT_FASHION_MNIST_DIR)"; \
 	fi
 
 demo: $(STAMP)
@@ -59,8 +64,11 @@ demo-full: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
+# peers side by side with a finished run: the full recipe's by default (make demo-full first), or
+# BENCH_RUN=runs/minilm-rotten-tomatoes-quick after make demo
+BENCH_RUN ?= runs/minilm-rotten-tomatoes
 bench: $(STAMP)
-	$(PY) benchmarks/compare_peers.py runs/minilm-rotten-tomatoes --json runs/minilm-rotten-tomatoes/peers.json
+	$(PY) benchmarks/compare_peers.py $(BENCH_RUN) --json $(BENCH_RUN)/peers.json
 
 clean:
 	rm -rf runs
