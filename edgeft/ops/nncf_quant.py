@@ -74,6 +74,8 @@ def nncf_accuracy_control(src_onnx: str | Path, dst_xml: str | Path, calibration
         return float(metric(np.concatenate(logits), np.asarray(labels)))
 
     val = nncf.Dataset(validation)
+    if "advanced_parameters" in kwargs:       # this entry point names the same thing differently
+        kwargs["advanced_quantization_parameters"] = kwargs.pop("advanced_parameters")
     q = nncf.quantize_with_accuracy_control(
         model, dataset, val, validate, max_drop=max_drop_points / 100, drop_type=nncf.DropType.ABSOLUTE,
         subset_size=len(calibration), **kwargs)

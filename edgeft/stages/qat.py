@@ -183,12 +183,17 @@ IR_TOLERANCE = 0.01     # IR vs the same QDQ ONNX, both on OpenVINO: measured 0.
 def write_openvino_ir(onnx_path, out_dir, feeds: list[dict], qat_logits: list, what: str,
                       max_abs_diff: float, min_agreement: float) -> dict:
     """Convert the QDQ ONNX to OpenVINO IR (model.xml + model.bin, weights not compressed) beside it.
-    Gates: the IR must give the same logits as OpenVINO running the ONNX itself (max |Δlogit| <=
-    IR_TOLERANCE, agreement 1.0), and what OpenVINO's kernels compute on this CPU must be as close to
-    the QAT torch model as the ONNX Runtime export (`max_abs_diff`, `min_agreement`): comparing two
-    OpenVINO runs alone would not see a kernel that saturates."""
+    Gate: the IR must give the same logits as OpenVINO running the ONNX itself (max |Δlogit| <=
+    IR_TOLERANCE, agreement 1.0), else the conversion is broken and the stage fails. Then what
+    OpenVINO's kernels compute on this CPU is compared with the QAT torch model, with the ONNX Runtime
+    export's limits (`max_abs_diff`, `min_agreement`): comparing two OpenVINO runs alone would not see
+    kernels that compute the model differently (measured: the QAT EfficientNet on OpenVINO agreed with
+    its torch model on 93% of samples where ONNX Runtime agreed on 99%+). If that check fails the IR is
+    not shipped (the ONNX artifact stands; the benchmark's `openvino` rows of it show the accuracy
+    OpenVINO really gets) and the meta says why."""
     import openvino as ov
 
+    from ..errors import ExportParityError
     from ..ops.parity import compare_runs, parity_gate
     from ..targets.openvino_cpu import OvSession, compile_model
 
@@ -199,8 +204,15 @@ def write_openvino_ir(onnx_path, out_dir, feeds: list[dict], qat_logits: list, w
     figures, _ = compare_runs([from_onnx.run(f) for f in feeds], ir_out)
     parity_gate(what, figures, IR_TOLERANCE, 1.0, [])
     vs_torch, _ = compare_runs(qat_logits, ir_out)
-    parity_gate(what + " vs the QAT torch model", vs_torch, max_abs_diff, min_agreement, [])
     log.info("qat: OpenVINO IR vs the QDQ ONNX on OpenVINO: max |Δlogit| %.3g; vs the QAT torch model: agreement "
              "%.4f, max |Δlogit| %.3g", figures["max_abs_diff"], vs_torch["agreement"], vs_torch["max_abs_diff"])
-    return {"files": ["model.xml", "model.bin"], "parity_vs_onnx_on_openvino": figures,
-            "parity_vs_qat_torch": vs_torch, "size_mb": round((out_dir / "model.bin").stat().st_size / 1e6, 2)}
+    out = {"parity_vs_onnx_on_openvino": figures, "parity_vs_qat_torch": vs_torch}
+    try:
+        parity_gate(what + " vs the QAT torch model", vs_torch, max_abs_diff, min_agreement, [])
+    except ExportParityError as e:
+        for p in (xml, xml.with_suffix(".bin")):
+            p.unlink(missing_ok=True)
+        log.warning("qat: %s; the OpenVINO IR is not shipped (the ONNX artifact is)", e)
+        return {**out, "written": False, "reason": str(e), "files": []}
+    return {**out, "written": True, "files": ["model.xml", "model.bin"],
+            "size_mb": round((out_dir / "model.bin").stat().st_size / 1e6, 2)}

@@ -96,7 +96,7 @@ def test_export_is_parity_checked_with_a_fixed_image_shape(run):
 
 
 def test_parity_gate_fails_a_cnn_export_and_stores_nothing(run, manifest, tmp_path):
-    strict = {"name": "onnx", "type": "export", "input": "@finetune", "parity": {"samples": 32, "max_abs_diff": 1e-12}}
+    strict = {"name": "onnx", "type": "export", "input": "@finetune", "parity": {"samples": 32, "max_abs_diff": 1e-12, "rtol": 0}}
     recipe = validate_recipe(image_recipe(data=DATA, stages=[stages(manifest)[0], strict]))
     runs = run.artifacts["finetune"].path.parent.parent        # reuse the fine-tuned model from the store
     with pytest.raises(ExportParityError, match=r"max \|Δlogit\|"):
@@ -126,12 +126,20 @@ def test_static_int8_quantizes_the_convolutions(run):
 def test_qat_on_the_cnn_exports_integer_weights_that_match_the_torch_model(run):
     from edgeft.ops.onnx_export import op_counts
 
+    assert "qat" in run.artifacts, run.failed.get("qat")       # the figures, if its gate failed
     art = run.artifacts["qat"]
     m = art.meta
     assert art.kind == "onnx" and m["precision"] == "int8" and m["method"] == "qat"
     assert m["folding"]["weights_folded"] >= 40                  # every conv weight stored as int8
     assert m["folding"]["max_abs_diff_vs_unfolded"] == 0.0
     assert m["parity_limits"]["max_abs_diff"] == 1.0 and m["parity"]["agreement"] >= 0.99
+    ir = m["openvino_ir"]            # shipped only if OpenVINO's kernels agree with the QAT model as ORT does
+    assert ir["parity_vs_onnx_on_openvino"]["agreement"] == 1.0
+    if ir["written"]:
+        assert ir["parity_vs_qat_torch"]["agreement"] >= 0.99 and (art.path / "model.xml").is_file()
+    else:
+        assert ir["parity_vs_qat_torch"]["agreement"] < 0.99 or ir["parity_vs_qat_torch"]["max_abs_diff"] > 1.0
+        assert not (art.path / "model.xml").exists() and "QAT torch model" in ir["reason"]
     assert m["parity"]["max_abs_diff"] <= 1.0
     assert m["val_accuracy"] >= 0.5
     assert op_counts(art.main_path).get("QuantizeLinear", 0) >= 40
