@@ -65,5 +65,5 @@ def isa_warnings(isa: str) -> list[tuple[str, str]]:
     cls, host = resolve(isa)[0], host_isa_class()
     if cls == host:
         return []
-    return [("isa", f"INT8 made for {isa} (class {cls}) on a {host} machine: the format is {cls}'s, but the parity "
-                    f"gate runs on this machine's kernels; benchmark it on the device itself")]
+    return [("isa", f"INT8 made for {isa} (class {cls}) on this {host}-class machine: the format is {cls}'s, but the "
+                    f"parity gate runs on this machine's kernels; benchmark it on the device itself")]

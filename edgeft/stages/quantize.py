@@ -79,7 +79,7 @@ class QuantizeConfig(StageConfig):
         out = isa_warnings(self.isa)
         fmt = int8_format(self.isa)
         if fmt.saturating and not self.method.startswith("nncf"):
-            out.append(("isa", f"INT8 for a {fmt.isa} CPU without VNNI: ONNX Runtime's INT8 kernels there are about as "
+            out.append(("isa", f"INT8 for an {fmt.isa} CPU without VNNI: ONNX Runtime's INT8 kernels there are about as "
                                f"fast as FP32 (MiniLM on an AVX2 EPYC: 26.51 vs 26.53 ms p50), so this step may buy "
                                f"no speed; the report marks INT8 rows that are not >= 1.15x their FP32 row"))
         return out
@@ -164,7 +164,8 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
     meta: dict = {"precision": "int8", "torch_source": src.meta.get("torch_source", src.key),
                   "opset": src.meta.get("opset"), "method": cfg.method, "per_channel": cfg.per_channel,
                   "reduce_range": cfg.reduce_range, "int8_format": fmt.meta(),
-                  "weights": ("int8 symmetric stored as uint8 (zero point 128)" if uint8_weights else
+                  "weights": (("uint8 (ONNX Runtime QUInt8)" if cfg.method == "dynamic" else
+                               "int8 symmetric stored as uint8 (zero point 128)") if uint8_weights else
                               "int8 symmetric" + (" 7-bit" if cfg.reduce_range else "")),
                   "activations": "uint8 asymmetric"}
     log.info("quantize: INT8 format for ISA class %s (%s): %s", fmt.isa,

@@ -52,8 +52,9 @@ class BucketedOvSession(OvSession):
     """Text models with a dynamic sequence axis (axis 1 of every input): one static [1, bucket]
     model per bucket, compiled when a request first needs it."""
 
-    def __init__(self, model, threads: int, precision: str, target: str = NAME, buckets=BUCKETS):
+    def __init__(self, model, threads: int, precision: str, target: str = NAME, buckets=BUCKETS, name: str = ""):
         super().__init__(compile_model(model, threads, precision), threads, target)
+        self.name = name                                 # the artifact, for messages
         self.model, self.precision, self.buckets = model, precision, tuple(buckets)
         self.by_bucket: dict[int, object] = {}
         # per bucket: how far its first padded request was from the dynamic model, and whether it is used
@@ -88,8 +89,8 @@ class BucketedOvSession(OvSession):
         if not ok:
             import logging
             logging.getLogger("edgeft").warning(
-                "%s: the static [1, %d] model differs from the dynamic one by %.3g (bound %.3g) on this CPU: "
-                "requests of that bucket run with dynamic shapes", self.target, bucket, diff, bound)
+                "%s on %s: the static [1, %d] model differs from the dynamic one by %.3g (bound %.3g) on this CPU: "
+                "requests of that bucket run with dynamic shapes", self.name or "model", self.target, bucket, diff, bound)
         return ok
 
     def run_feed(self, feed: dict[str, np.ndarray]) -> np.ndarray:
@@ -144,7 +145,7 @@ def load(artifact, threads: int, task=None, precision: str = "f32", target: str 
         raise ValueError(f"target {target} runs onnx and openvino artifacts, not {artifact.kind!r}")
     model = ov.Core().read_model(str(artifact.main_path))
     if shapes(model, task) == "buckets":
-        return BucketedOvSession(model, threads, precision, target)
+        return BucketedOvSession(model, threads, precision, target, name=getattr(artifact, "stage", ""))
     return OvSession(compile_model(model, threads, precision), threads, target)
 
 
