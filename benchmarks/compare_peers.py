@@ -78,12 +78,13 @@ def load_run(run_dir: str | Path, model_stage: str | None = None, base_dir: Path
     from edgeft.artifact import Artifact
     from edgeft.recipe import validate_recipe
     from edgeft.tasks import get_task
+    from edgeft.run_state import read_run_state
 
     run_dir = Path(run_dir)
     missing = [f for f in ("run.json", "report.json") if not (run_dir / f).is_file()]
     if missing:
         raise SystemExit(f"{run_dir} is not a finished run (missing {', '.join(missing)})")
-    state = json.loads((run_dir / "run.json").read_text())
+    state = read_run_state(run_dir)
     stages = {n: s for n, s in state["stages"].items() if s.get("path")}     # stages that left an artifact
     artifacts = {}
     for name, s in stages.items():

@@ -75,9 +75,10 @@ def check_run(run_dir: Path, samples: int, stages: list[str] | None) -> list[dic
     from edgeft.artifact import Artifact
     from edgeft.ops.quantization import weights_to_uint8
     from edgeft.recipe import validate_recipe
+    from edgeft.run_state import read_run_state
     from edgeft.tasks import get_task
 
-    state = json.loads((run_dir / "run.json").read_text())
+    state = read_run_state(run_dir)
     recipe = validate_recipe(state["recipe"], base_dir=Path(state.get("recipe_dir") or ROOT), check_data=False)
     task = get_task(recipe.task)
     val = task.load_splits(recipe).validation

@@ -10,7 +10,6 @@ batch 1, the openvino target's compile settings, all rows interleaved in one pro
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ def main(argv=None):
     from edgeft.artifact import Artifact
     from edgeft.ops.timing import interleaved_latencies, percentiles
     from edgeft.recipe import validate_recipe
+    from edgeft.run_state import read_run_state
     from edgeft.targets.openvino_cpu import compile_model
     from edgeft.tasks import text_classification as task
 
@@ -35,7 +35,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     run = Path(args.run_dir)
-    state = json.loads((run / "run.json").read_text())
+    state = read_run_state(run)
     recipe = validate_recipe(state["recipe"], check_data=False,
                              base_dir=Path(state.get("recipe_dir") or Path(__file__).resolve().parents[1] / "recipes"))
     test = task.load_splits(recipe).test

@@ -10,10 +10,7 @@ runs/<name>/run.json, rewritten atomically after every stage.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
-import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +18,11 @@ from pathlib import Path
 from . import stages as registry
 from .artifact import Artifact
 from .context import Context
-from .recipe import Recipe, dump_recipe
+from .run_state import RunState
+from .recipe import Recipe
 from .store import FileHashes, Store, cache_key, canonical_json
 
 log = logging.getLogger("edgeft")
-RUN_STATE = "run.json"
 
 
 @dataclass
@@ -129,42 +126,6 @@ def plan(recipe: Recipe, store: Store | None = None) -> list[StagePlan]:
         plans.append(StagePlan(s.name, s.type, keys[s.name], refs))
     hashes.save()
     return plans
-
-
-class RunState:
-    """runs/<name>/run.json: the resolved recipe and every stage's status, key, artifact and failure,
-    rewritten atomically (write + rename) whenever a stage changes state."""
-
-    def __init__(self, run_dir: Path, recipe: Recipe, plans: list[StagePlan]):
-        self.path = run_dir / RUN_STATE
-        now = _now()
-        self.data = {"recipe": dump_recipe(recipe), "status": "running", "started": now, "updated": now,
-                     "pid": os.getpid(), "recipe_dir": str(recipe.base_dir),
-                     "stages": {p.name: {"type": p.type, "key": p.key, "status": "pending"} for p in plans}}
-        self.save()
-
-    def stage(self, name: str, **fields) -> None:
-        self.data["stages"][name].update(fields)
-        self.save()
-
-    def finish(self, status: str) -> None:
-        self.data["status"] = status
-        self.save()
-
-    def save(self) -> None:
-        self.data["updated"] = _now()
-        part = self.path.with_name(self.path.name + ".part")
-        part.write_text(json.dumps(self.data, indent=2, default=str))
-        os.replace(part, self.path)
-
-
-def read_run_state(run_dir: str | Path) -> dict:
-    """The run.json of a run folder (see RunState)."""
-    path = Path(run_dir) / RUN_STATE
-    if not path.is_file():
-        from .errors import EdgeftError
-        raise EdgeftError(f"{path} not found: run the recipe first (edgeft run RECIPE)")
-    return json.loads(path.read_text())
 
 
 def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", store_dir: str | Path | None = None,
@@ -298,6 +259,3 @@ def _with_dependents(plans: list[StagePlan], names: set[str]) -> set[str]:
                 out.add(p.name)
     return out
 
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
