@@ -116,7 +116,11 @@ def _stage_key(recipe: Recipe, s, refs: dict, keys: dict, context: dict, hashes:
 def plan(recipe: Recipe, store: Store | None = None) -> list[StagePlan]:
     """Cache keys for every stage. Keys chain: a change upstream changes every key downstream.
     With a `store`, file hashes are memoised in its .hashes.json."""
-    hashes = store.hashes if store is not None else FileHashes()
+    return _plan(recipe, store.hashes if store is not None else FileHashes())[0]
+
+
+def _plan(recipe: Recipe, hashes: FileHashes) -> tuple[list[StagePlan], dict]:
+    """(plans, the key context they were keyed with)."""
     keys: dict[str, str] = {}
     plans = []
     context = key_context(recipe, hashes)
@@ -125,7 +129,7 @@ def plan(recipe: Recipe, store: Store | None = None) -> list[StagePlan]:
         keys[s.name] = _stage_key(recipe, s, refs, keys, context, hashes)
         plans.append(StagePlan(s.name, s.type, keys[s.name], refs))
     hashes.save()
-    return plans
+    return plans, context
 
 
 def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", store_dir: str | Path | None = None,
@@ -141,13 +145,12 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", store_dir: str | P
     if unknown:
         from .errors import RecipeError
         raise RecipeError([("--force", f"no stage named {u!r}") for u in unknown])
-    plans = plan(recipe, store)
+    plans, context = _plan(recipe, store.hashes)
     forced = _with_dependents(plans, set(force))
     state = RunState(run_dir, recipe, plans)
     result = RunResult(run_dir)
     shared: dict = {"failures": result.failed, "blocked": result.blocked}
     keys = {p.name: p.key for p in plans}
-    context = key_context(recipe, store.hashes)
     try:
         for i, (s, p) in enumerate(zip(recipe.stages, plans)):
             down = set(result.failed) | set(result.blocked)

@@ -46,16 +46,9 @@ def canonical_json(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def hash_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    p = Path(path)
-    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
-    for f in files:
-        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
-        with open(f, "rb") as fh:
-            while block := fh.read(chunk):
-                h.update(block)
-    return h.hexdigest()
+def hash_file(path: str | Path) -> str:
+    """Content hash of a file, or of a folder's files and names (FileHashes without a memo)."""
+    return FileHashes().path(path)
 
 
 def sha256_of(path: str | Path, chunk: int = 1 << 20, fsync: bool = False) -> str:
@@ -178,26 +171,26 @@ class Store:
     def lock(self, key: str):
         """Hold the lock of `key` (an flock on <root>/.locks/<key>.lock): a second process asking for the
         same key waits until the first has committed or aborted, then finds its result."""
-        with self._lock_file(key) as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("%s: another run is producing this artifact; waiting for it", key)
-                fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with self._held(key, wait=True):
+            yield
 
     @contextlib.contextmanager
     def try_lock(self, key: str):
         """Yield True holding the lock of `key` if nobody else holds it, else yield False at once."""
+        with self._held(key, wait=False) as held:
+            yield held
+
+    @contextlib.contextmanager
+    def _held(self, key: str, wait: bool):
         with self._lock_file(key) as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                yield False
-                return
+                if not wait:
+                    yield False
+                    return
+                log.info("%s: another run is producing this artifact; waiting for it", key)
+                fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield True
             finally:
