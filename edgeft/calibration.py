@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, PositiveInt, ValidationError
 
-from .recipe import Strict
+from .schema import Strict
 
 
 class CalibrationManifest(Strict):
@@ -39,7 +39,8 @@ def read_manifest(path: Path) -> tuple[CalibrationManifest | None, list[tuple[st
     try:
         return CalibrationManifest.model_validate(raw), []
     except ValidationError as e:
-        from .recipe import pydantic_problems
+        from .schema import pydantic_problems
+
         return None, [(p, r) for p, r in pydantic_problems(e, set())]
 
 
@@ -106,3 +107,19 @@ def write_manifest(recipe, output: str | Path, split: str, num_samples: int, see
               f"# sha256 is the hash of the chosen samples; quantize fails if the data no longer matches it.\n")
     out.write_text(header + yaml.safe_dump(m.model_dump(), sort_keys=False))
     return out
+
+
+def calibration_set(manifest_path: str, ctx) -> tuple[dict, list]:
+    """(facts for meta, samples) of the pinned calibration manifest `manifest_path` (relative to the
+    recipe) over the run's splits; DataError if it no longer matches the data."""
+    from .errors import DataError
+    from .store import hash_file
+
+    path = ctx.recipe.resolve_path(manifest_path)
+    manifest, problems = read_manifest(path)
+    if manifest is None:
+        raise DataError("; ".join(f"{p}: {r}" if p else r for p, r in problems))
+    samples = calibration_samples(manifest, ctx.splits(), path)     # DataError if the hash no longer matches
+    return ({"manifest": str(path), "file_sha256": hash_file(path),
+             "sha256": manifest.sha256 or samples_hash(samples), "split": manifest.split, "seed": manifest.seed,
+             "num_samples": len(samples)}, samples)

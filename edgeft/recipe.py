@@ -8,26 +8,23 @@ Heavy libraries are never imported here, so `edgeft validate` is instant.
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import Field, PositiveInt, ValidationError, model_validator
 
+from . import stages as registry
 from .errors import RecipeError
+from .schema import NAME_RE, Strict, differs_from_default, pydantic_problems, resolve_path
+from .stages.graph import check_stages, stage_warnings
 
 log = logging.getLogger("edgeft")
 
-NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 TASKS = ("text-classification", "image-classification")
 # data keys that only one task reads: setting one for the other task is an error, not silently ignored
 TEXT_DATA_KEYS = ("max_length", "text_column", "label_column", "group_column")
 IMAGE_DATA_KEYS = ("image_size",)
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ModelConfig(Strict):
@@ -69,7 +66,9 @@ class DataConfig(Strict):
         return self
 
 
-class Recipe(Strict):
+class RecipeHead(Strict):
+    """Everything of a recipe but its parsed stages: what the whole-recipe checks read while some stages
+    may still have failed to parse (`stages` here is the raw list)."""
     name: str = Field(pattern=NAME_RE)
     seed: int = 0
     strict: bool = Field(False, description="treat validation warnings (e.g. pruning no target speeds up) as errors")
@@ -79,9 +78,6 @@ class Recipe(Strict):
     stages: list[Any] = Field(min_length=1)
     # set by load_recipe, not by the user
     base_dir: Path = Field(default=Path("."), exclude=True)
-
-    def stage(self, name: str):
-        return next(s for s in self.stages if s.name == name)
 
     def resolve_path(self, p: str) -> Path:
         return resolve_path(p, self.base_dir)
@@ -103,64 +99,17 @@ class Recipe(Strict):
         return problems
 
 
-def differs_from_default(model: BaseModel, key: str) -> bool:
-    """A key set to something other than its default (a dumped and re-loaded recipe lists every key,
-    defaults included: those change nothing, so they are not held against the other task)."""
-    return getattr(model, key) != type(model).model_fields[key].default
+class Recipe(RecipeHead):
+    """A validated recipe: every stage parsed into its config class."""
+    stages: list[registry.StageConfigUnion] = Field(min_length=1)
 
+    def stage(self, name: str) -> registry.StageConfigUnion:
+        return next(s for s in self.stages if s.name == name)
 
-def resolve_path(p: str, base_dir: Path) -> Path:
-    """Relative paths: the current directory if the file is there, else the recipe's folder."""
-    path = Path(p).expanduser()
-    if path.is_absolute() or path.exists():
-        return path
-    return base_dir / path
-
-
-# ---------------------------------------------------------------------------------------------
-# error formatting
-
-def _loc_to_path(loc: tuple, stage_types: set[str]) -> str:
-    out = ""
-    for i, part in enumerate(loc):
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in stage_types and i >= 2 and loc[0] == "stages" and isinstance(loc[i - 1], int):
-            continue  # the discriminated union adds the tag to the location; users never wrote it
-        elif isinstance(part, str) and "[" in part:  # pydantic function-validator tags
-            continue
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _format_error(err: dict) -> str:
-    t, ctx = err["type"], err.get("ctx", {})
-    inp = err.get("input")
-    if t == "literal_error":
-        expected = ctx.get("expected", "").replace("'", "").replace(" or ", ", ")
-        return f"{inp!r} is not one of {expected}"
-    if t == "union_tag_invalid":
-        expected = ctx.get("expected_tags", "").replace("'", "")
-        return f"unknown stage type {ctx.get('tag')!r}; known types: {expected}"
-    if t == "union_tag_not_found":
-        return "missing `type` (the stage type)"
-    if t == "extra_forbidden":
-        return "unknown key (misspelled?)"
-    if t == "missing":
-        return "required key is missing"
-    msg = err["msg"]
-    return msg.removeprefix("Value error, ")
-
-
-def pydantic_problems(exc: ValidationError, stage_types: set[str], prefix: tuple = ()) -> list[tuple[str, str]]:
-    out = []
-    for e in exc.errors():
-        path = _loc_to_path(prefix + tuple(e["loc"]), stage_types)
-        if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            path += ".type"
-        out.append((path, _format_error(e)))
-    return out
+    def dump(self) -> dict:
+        """The recipe as plain JSON-able data (every key, defaults included): what run.json and the
+        report record, and what `validate_recipe` reads back."""
+        return self.model_dump(mode="json", exclude={"base_dir"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,30 +171,28 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_data
 
 
 def validate_recipe(raw: dict, base_dir: Path = Path("."), source: str = "recipe", check_data: bool = True) -> Recipe:
-    from . import stages as stage_registry
-
-    types = set(stage_registry.CONFIGS)
+    types = set(registry.CONFIGS)
     problems: list[tuple[str, str]] = []
     raw = dict(raw)
     raw_stages = raw.get("stages")
     recipe = None
     try:
-        recipe = Recipe.model_validate({**raw, "base_dir": base_dir})
+        recipe = RecipeHead.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as e:
         problems += pydantic_problems(e, types)
     parsed_stages = []
     if isinstance(raw_stages, list):
         for i, s in enumerate(raw_stages):
             try:
-                parsed_stages.append(stage_registry.parse_stage(s))
+                parsed_stages.append(registry.parse_stage(s))
             except ValidationError as e:
                 problems += pydantic_problems(e, types, prefix=("stages", i))
                 parsed_stages.append(None)
     if recipe is not None:
         # cross-checks run even when some stages failed to parse: the user sees every problem at once
         problems += recipe.task_problems()
-        problems += stage_registry.check_stages(parsed_stages, recipe, _unparsed_names(raw_stages, parsed_stages))
-        warnings = stage_registry.stage_warnings(parsed_stages, recipe)
+        problems += check_stages(parsed_stages, recipe, _unparsed_names(raw_stages, parsed_stages))
+        warnings = stage_warnings(parsed_stages, recipe)
         if recipe.strict:
             problems += [(path, f"{reason} (an error because the recipe has `strict: true`)") for path, reason in warnings]
         else:
@@ -256,8 +203,8 @@ def validate_recipe(raw: dict, base_dir: Path = Path("."), source: str = "recipe
             problems += get_task(recipe.task).check_data(recipe)
     if problems or recipe is None:
         raise RecipeError(problems, source=source)
-    recipe.stages = parsed_stages
-    return recipe
+    # every part is valid: the typed recipe holds the parsed stage objects the checks saw
+    return Recipe.model_validate({**{k: getattr(recipe, k) for k in RecipeHead.model_fields}, "stages": parsed_stages})
 
 
 def _unparsed_names(raw_stages, parsed) -> dict[str, int]:
@@ -267,9 +214,3 @@ def _unparsed_names(raw_stages, parsed) -> dict[str, int]:
         if p is None and isinstance(r, dict) and isinstance(r.get("name"), str):
             out[r["name"]] = i
     return out
-
-
-def dump_recipe(recipe: Recipe) -> dict:
-    d = recipe.model_dump(mode="json", exclude={"base_dir"})
-    d["stages"] = [s.model_dump(mode="json") for s in recipe.stages]
-    return d

@@ -13,7 +13,6 @@ import json
 import os
 from pathlib import Path
 
-from .recipe import dump_recipe
 
 RUN_STATE = "run.json"
 
@@ -25,7 +24,7 @@ class RunState:
     def __init__(self, run_dir: Path, recipe, plans):
         self.path = run_dir / RUN_STATE
         now = _now()
-        self.data = {"recipe": dump_recipe(recipe), "status": "running", "started": now, "updated": now,
+        self.data = {"recipe": recipe.dump(), "status": "running", "started": now, "updated": now,
                      "pid": os.getpid(), "recipe_dir": str(recipe.base_dir),
                      "stages": {p.name: {"type": p.type, "key": p.key, "status": "pending"} for p in plans}}
         self.save()

@@ -21,6 +21,7 @@ from .context import Context
 from .run_state import RunState
 from .recipe import Recipe
 from .store import FileHashes, Store, cache_key, canonical_json
+from .stages.graph import default_input
 
 log = logging.getLogger("edgeft")
 
@@ -53,7 +54,7 @@ def _input_refs(stages, i: int) -> dict:
     s = stages[i]
     refs: dict = {}
     if s.accepts:
-        ref = s.input or registry.default_input(stages, i)
+        ref = s.input or default_input(stages, i)
         refs["input"] = ref[1:] if ref else None
     for path, ref, _ in s.refs():
         field_name = path.split("[")[0]

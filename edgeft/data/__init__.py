@@ -41,7 +41,7 @@ def files_read(data, base_dir: Path) -> dict[str, list[Path]]:
     a CSV/JSONL file, a `datasets` save_to_disk folder or an image folder as resolved by the loaders,
     and the installed files of a builtin set. Keys naming nothing on disk are left out."""
     from ..errors import DataError
-    from ..recipe import resolve_path
+    from ..schema import resolve_path
 
     out = {}
     for key in ("source", "train", "validation", "test"):

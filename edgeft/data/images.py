@@ -144,7 +144,7 @@ def _fraction_split(by_class: dict[str, list[Path]], val: float, test: float, se
 
 
 def load_image_folders(data, seed: int, base_dir: Path) -> Splits:
-    from ..recipe import resolve_path
+    from ..schema import resolve_path
 
     if data.source:
         root = resolve_path(data.source, base_dir)
@@ -212,7 +212,7 @@ def load_image_splits(data, seed: int, base_dir: Path) -> Splits:
 
 def check_image_data(data, base_dir: Path) -> list[tuple[str, str]]:
     """Load-time checks: the built-in set is installed, folders exist and hold class folders."""
-    from ..recipe import resolve_path
+    from ..schema import resolve_path
 
     problems = []
     if data.source and data.source.startswith("builtin:"):

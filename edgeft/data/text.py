@@ -143,7 +143,7 @@ def _cap(split: Split, n: int | None, seed: int) -> Split:
 
 def load_text_splits(data, seed: int, base_dir: Path) -> Splits:
     """Splits for a recipe's `data` section (DataConfig)."""
-    from ..recipe import resolve_path
+    from ..schema import resolve_path
 
     info: dict = {}
     if data.source == "builtin:rotten_tomatoes":
@@ -198,7 +198,7 @@ def _split_frame(df, group_col, val_frac, test_frac, seed):
 
 def check_text_data(data, base_dir: Path) -> list[tuple[str, str]]:
     """Load-time checks: files exist, columns present. Nothing is read beyond a header line."""
-    from ..recipe import resolve_path
+    from ..schema import resolve_path
 
     problems = []
     if data.source and data.source.startswith("builtin:"):

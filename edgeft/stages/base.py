@@ -6,9 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from ..recipe import NAME_RE, Strict
-
-REF_RE = r"^@[A-Za-z0-9][A-Za-z0-9._-]*$"
+from ..schema import NAME_RE, REF_RE, Strict
 
 
 class StageConfig(Strict):

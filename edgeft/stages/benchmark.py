@@ -32,7 +32,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, PositiveInt, NonNegativeInt
 
-from .base import REF_RE, StageConfig
+from ..schema import REF_RE
+from .base import StageConfig
 
 log = logging.getLogger("edgeft")
 
@@ -114,7 +115,6 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
 
     from ..errors import StageError
     from ..ops.timing import cpu_snapshot, interleaved_latencies, others_cpu_share, percentiles, throughput
-    from ..recipe import dump_recipe
     from ..targets import TARGETS, row_precision, target_module
     from ..targets.base import weights_mb
     from ..targets.fingerprint import host_fingerprint, runtime_versions
@@ -232,7 +232,7 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
         log.info(summary(r))
 
     report = {
-        "recipe": dump_recipe(recipe),
+        "recipe": recipe.dump(),
         "environment": {**host_fingerprint(), "runtimes": runtime_versions(),
                         "others_cpu_share": others, "load_avg_1min": [load_before, _load()], "busy": busy},
         "settings": {**cfg.model_dump(mode="json", exclude={"name", "type", "input", "artifacts"}),

@@ -20,8 +20,8 @@ from typing import Literal
 from pydantic import Field, NonNegativeInt
 
 from ..errors import StageError
-from .base import REF_RE
-from .finetune import TrainConfig, lineage, train_classifier
+from ..schema import REF_RE
+from .training import TrainConfig, lineage, train_classifier
 
 log = logging.getLogger("edgeft")
 
@@ -41,8 +41,8 @@ class DistillConfig(TrainConfig):
         return [("teacher", self.teacher, ("torch",))]
 
     def check(self, recipe, stages) -> list[tuple[str, str]]:
-        from . import input_stage
-        from .finetune import task_knob_problems
+        from .graph import input_stage
+        from .training import task_knob_problems
 
         problems = task_knob_problems(self, recipe)
         if recipe.task == "image-classification":
@@ -62,7 +62,7 @@ def run(cfg: DistillConfig, inputs: dict, ctx):
     import torch
 
     from ..ops.distillation import uniform_layer_map
-    from .finetune import load_input
+    from .training import load_input
 
     task, splits, teacher_art = ctx.task, ctx.splits(), inputs["teacher"]
     src, processor, student = load_input(inputs, ctx)

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 
 from .base import StageConfig
-from ..recipe import Strict
+from ..schema import Strict
 
 log = logging.getLogger("edgeft")
 

@@ -28,7 +28,7 @@ from typing import Literal
 from pydantic import Field, NonNegativeInt, PositiveInt
 
 from ..errors import StageError
-from ..recipe import differs_from_default
+from ..schema import differs_from_default
 from .base import StageConfig
 
 log = logging.getLogger("edgeft")
@@ -100,7 +100,7 @@ class PruneConfig(StageConfig):
 
     def warnings(self, recipe, stages) -> list[tuple[str, str]]:
         from ..targets import TARGETS
-        from . import recipe_targets
+        from .graph import recipe_targets
 
         if not self.unstructured or recipe.task != "text-classification":
             return []
@@ -123,7 +123,7 @@ def _input_layers(cfg, recipe, stages) -> int | None:
     import json
     from pathlib import Path
 
-    from . import input_stage
+    from .graph import input_stage
     from ..models import resolve_source
 
     s = cfg
@@ -152,7 +152,7 @@ def run(cfg: PruneConfig, inputs: dict, ctx):
 
     from ..ops import pruning
     from ..ops.training import count_params
-    from .finetune import load_input, train_steps
+    from .training import load_input, train_steps
 
     recipe, task, splits = ctx.recipe, ctx.task, ctx.splits()
     src, processor, model = load_input(inputs, ctx)

@@ -26,9 +26,9 @@ from typing import ClassVar, Literal
 from pydantic import Field, PositiveInt
 
 from ..errors import StageError
-from ..recipe import Strict
+from ..schema import Strict
 from .base import IsaName, isa_warnings
-from .finetune import TrainConfig, train_classifier
+from .training import TrainConfig, train_classifier
 
 log = logging.getLogger("edgeft")
 
@@ -98,8 +98,8 @@ def run(cfg: QATConfig, inputs: dict, ctx):
     from ..ops.parity import compare_runs, output_failures, parity_feeds, parity_gate
     from ..isa import int8_format
     from ..ops.quantization import fold_weight_quantizers, weights_to_uint8
-    from .finetune import lineage, load_input
-    from .quantize import calibration_set
+    from ..calibration import calibration_set
+    from .training import lineage, load_input
 
     recipe, task, splits = ctx.recipe, ctx.task, ctx.splits()
     src, processor, model = load_input(inputs, ctx)
@@ -109,7 +109,7 @@ def run(cfg: QATConfig, inputs: dict, ctx):
     def encode(texts):
         return task.encode(processor, texts, max_len)
 
-    cal, samples = calibration_set(cfg, ctx)
+    cal, samples = calibration_set(cfg.calibration, ctx)
     feeds = [{k: torch.from_numpy(v) for k, v in encode([t]).items() if k in names} for t in samples]
     val = splits.validation
     n = min(cfg.parity.samples, len(val))

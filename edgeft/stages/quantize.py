@@ -26,7 +26,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt
 
-from ..recipe import Strict, differs_from_default
+from ..schema import Strict, differs_from_default
 from .base import IsaName, StageConfig, isa_warnings
 
 log = logging.getLogger("edgeft")
@@ -117,7 +117,7 @@ class QuantizeConfig(StageConfig):
                 problems.append(("calibration", f"manifest was drawn from {manifest.source!r}, "
                                                 f"but the recipe's data is {data_source_id(recipe.data)!r}"))
         # what the input stage makes is known now: catch an already-INT8 or a fused input before any work
-        from . import input_stage
+        from .graph import input_stage
 
         src = input_stage(stages, self)
         ref = src.name if src is not None else None
@@ -139,6 +139,7 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
     import numpy as np
 
     from ..artifact import MANIFEST
+    from ..calibration import calibration_set
     from ..errors import StageError
     from ..ops import onnx_export as ox
     from ..ops import quantization as q
@@ -180,7 +181,7 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
     elif nncf:
         from ..ops.nncf_quant import nncf_ptq
 
-        cal, samples = calibration_set(cfg, ctx)
+        cal, samples = calibration_set(cfg.calibration, ctx)
         log.info("quantize: NNCF PTQ (OpenVINO) calibrating on %d %s samples", len(samples), cal["split"])
         feeds = [{k: v for k, v in encode([t]).items() if k in in_names} for t in samples]
         meta.update(calibrate_method="nncf", calibration=cal,
@@ -262,28 +263,13 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
     return ctx.artifact(kind="openvino" if nncf else "onnx", file=final.name, meta=meta)
 
 
-def calibration_set(cfg, ctx) -> tuple[dict, list]:
-    """(facts for meta, samples) of the pinned calibration manifest; DataError if it no longer matches."""
-    from ..calibration import calibration_samples, read_manifest, samples_hash
-    from ..errors import DataError
-    from ..store import hash_file
-
-    path = ctx.recipe.resolve_path(cfg.calibration)
-    manifest, problems = read_manifest(path)
-    if manifest is None:
-        raise DataError("; ".join(f"{p}: {r}" if p else r for p, r in problems))
-    samples = calibration_samples(manifest, ctx.splits(), path)     # DataError if the hash no longer matches
-    return ({"manifest": str(path), "file_sha256": hash_file(path),
-             "sha256": manifest.sha256 or samples_hash(samples), "split": manifest.split, "seed": manifest.seed,
-             "num_samples": len(samples)}, samples)
-
-
 def _static(cfg, ctx, encode, in_names, src, work, final, q, uint8_weights: bool) -> tuple[dict, dict | None]:
     """Static QDQ INT8 into `final`; with max_drop, the most sensitive weight ops stay in float until
     the validation drop is within it. Returns (calibration facts, fallback record or None)."""
+    from ..calibration import calibration_set
     from ..errors import StageError
 
-    facts, samples = calibration_set(cfg, ctx)
+    facts, samples = calibration_set(cfg.calibration, ctx)
     log.info("quantize: static INT8 (QDQ, %s), calibrating on %d %s samples from %s",
              cfg.calibrate_method, len(samples), facts["split"], facts["manifest"])
     pre = q.preprocess(src.main_path, work / "preprocessed.onnx")

@@ -9,7 +9,7 @@ from edgeft.errors import StageError
 from edgeft.ops.training import count_params, encoder_layers, freeze
 from edgeft.recipe import validate_recipe
 from edgeft.runner import run_recipe
-from edgeft.stages.finetune import SCRATCH, resolve_precision
+from edgeft.stages.training import SCRATCH, resolve_precision
 
 from tests.conftest import small_recipe
 

@@ -1,0 +1,84 @@
+"""Whole-recipe checks over the parsed stages: unique names, @refs that point back to a stage of an
+accepted kind, each stage's own cross-checks and warnings, and the default `input` of a stage.
+
+Stages are given as a list in recipe order with None where a stage failed to parse (its own error is
+reported already); nothing here imports a stage module.
+"""
+
+from __future__ import annotations
+
+
+def default_input(stages, index: int) -> str | None:
+    """The previous stage that produced a model (not a report); None means the recipe's model."""
+    for prev in reversed(stages[:index]):
+        if prev is not None and prev.produces() != "report":
+            return "@" + prev.name
+    return None
+
+
+def input_stage(stages, stage):
+    """The parsed stage whose artifact `stage` takes as `input` (explicit or default), or None."""
+    idx = next((i for i, s in enumerate(stages) if s is stage), None)
+    ref = stage.input or (default_input(stages, idx) if idx is not None else None)
+    return next((s for s in stages if s is not None and ref and s.name == ref[1:]), None)
+
+
+def check_stages(stages, recipe, unparsed: dict[str, int] | None = None) -> list[tuple[str, str]]:
+    """Whole-recipe checks: unique names, @refs to earlier stages of an accepted kind, stage checks."""
+    problems: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    for i, s in enumerate(stages):
+        if s is None:
+            continue
+        if s.name in seen:
+            problems.append((f"stages[{i}].name", f"duplicate stage name {s.name!r} (also stages[{seen[s.name]}])"))
+        else:
+            seen[s.name] = i
+    names_all = {s.name: i for i, s in enumerate(stages) if s is not None}
+
+    def check_ref(i: int, path: str, ref: str, accepted: tuple[str, ...]):
+        name = ref[1:]
+        j = names_all.get(name)
+        if j is None and name in (unparsed or {}):
+            return  # that stage has its own error already
+        if j is None:
+            problems.append((path, f"{ref} does not name a stage of this recipe"))
+        elif j >= i:
+            problems.append((path, f"{ref} refers to a stage that runs later (stages[{j}]); refs must point back"))
+        else:
+            kind = stages[j].produces()
+            if kind not in accepted:
+                problems.append((path, f"{ref} produces a {kind!r} artifact; this accepts {', '.join(accepted)}"))
+
+    for i, s in enumerate(stages):
+        if s is None:
+            continue
+        ref = s.input or default_input(stages, i)
+        if not s.accepts and s.input:
+            problems.append((f"stages[{i}].input", f"a {s.type} stage takes no `input`"))
+        if s.accepts:
+            if ref is None:
+                if "torch" not in s.accepts:
+                    problems.append((f"stages[{i}].input", f"a {s.type} stage needs an input of kind "
+                                     f"{', '.join(s.accepts)}; the recipe's model is a torch model"))
+            else:
+                check_ref(i, f"stages[{i}].input", ref, s.accepts)
+        for path, r, accepted in s.refs():
+            check_ref(i, f"stages[{i}].{path}", r, accepted)
+        for path, reason in s.check(recipe, stages):
+            problems.append((f"stages[{i}].{path}" if path else f"stages[{i}]", reason))
+    return problems
+
+
+def stage_warnings(stages, recipe) -> list[tuple[str, str]]:
+    """Every parsed stage's warnings, with full key paths."""
+    out = []
+    for i, s in enumerate(stages):
+        if s is not None:
+            out += [(f"stages[{i}].{p}" if p else f"stages[{i}]", r) for p, r in s.warnings(recipe, stages)]
+    return out
+
+
+def recipe_targets(stages) -> set[str]:
+    """Every target some benchmark stage of the recipe measures on."""
+    return {t for s in stages if s is not None for t in getattr(s, "targets", None) or ()}
