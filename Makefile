@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo demo-full test bench clean fashion-mnist
+.PHONY: setup demo demo-full test test-fast lint bench clean fashion-mnist
 
 setup: $(STAMP)
 
@@ -61,8 +61,16 @@ demo: $(STAMP)
 demo-full: $(STAMP)
 	$(VENV)/bin/edgeft run $(FULL_RECIPE)
 
-test: $(STAMP)
+# the linter first (config in pyproject.toml: pyflakes, pycodestyle, import order, bugbear, pyupgrade),
+# then every test; test-fast leaves out the tests marked `slow` (they train or benchmark real models)
+test: lint
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-fast: lint
+	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check edgeft tests benchmarks
 
 # peers side by side with a finished run: the full recipe's by default (make demo-full first), or
 # BENCH_RUN=runs/minilm-rotten-tomatoes-quick after make demo

@@ -36,7 +36,7 @@ class Artifact:
         return d
 
     @classmethod
-    def read(cls, folder: Path) -> "Artifact":
+    def read(cls, folder: Path) -> Artifact:
         d = json.loads((folder / MANIFEST).read_text())
         d["path"] = Path(folder)   # the folder it lives in now, not where it was written
         known = {f.name for f in fields(cls)}

@@ -103,7 +103,8 @@ def write_manifest(recipe, output: str | Path, split: str, num_samples: int, see
     m.num_samples = len(items)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = (f"# Calibration set: {m.num_samples} samples of the {split} split of {m.source}, drawn with seed {seed}.\n"
+    header = (f"# Calibration set: {m.num_samples} samples of the {split} split of {m.source}, "
+              f"drawn with seed {seed}.\n"
               f"# sha256 is the hash of the chosen samples; quantize fails if the data no longer matches it.\n")
     out.write_text(header + yaml.safe_dump(m.model_dump(), sort_keys=False))
     return out

@@ -37,10 +37,10 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
+    import time
+
     from .recipe import load_recipe
     from .runner import run_recipe
-
-    import time
 
     t0 = time.perf_counter()
     recipe = load_recipe(args.recipe, args.override)
@@ -98,7 +98,6 @@ def cmd_report(args) -> int:
 
 
 def cmd_ls(args) -> int:
-    import json
 
     from .store import Store
 

@@ -17,7 +17,7 @@ log = logging.getLogger("edgeft")
 
 @dataclass
 class Context:
-    recipe: "Recipe"
+    recipe: Recipe
     run_dir: Path                 # runs/<recipe name>/: reports and logs
     out_dir: Path                 # the stage's temp folder: write outputs here, nothing else
     key: str                      # the artifact key this stage will commit under

@@ -194,7 +194,8 @@ def validate_recipe(raw: dict, base_dir: Path = Path("."), source: str = "recipe
         problems += check_stages(parsed_stages, recipe, _unparsed_names(raw_stages, parsed_stages))
         warnings = stage_warnings(parsed_stages, recipe)
         if recipe.strict:
-            problems += [(path, f"{reason} (an error because the recipe has `strict: true`)") for path, reason in warnings]
+            problems += [(path, f"{reason} (an error because the recipe has `strict: true`)")
+                         for path, reason in warnings]
         else:
             for path, reason in warnings:
                 log.warning("%s: %s: %s", source, path, reason)

@@ -26,7 +26,8 @@ LEGEND = [
     ("MACs", "multiply-accumulates of one forward pass at the fixed shape (INT8 models do the same MACs in INT8)"),
     ("peak RSS", "peak resident memory in MB of a fresh process that loads the model and runs batch 1 and 32 "
                  "at the fixed shape (interpreter and runtime included)"),
-    ("speedup", "p50 of the reference (PyTorch eager FP32 of the benchmark's `reference`, else of the same torch model) divided by this p50"),
+    ("speedup", "p50 of the reference (PyTorch eager FP32 of the benchmark's `reference`, else of the same "
+                "torch model) divided by this p50"),
 ]
 # image tasks: every input has the recipe's one shape, so "real" and "fixed" requests have the same shape
 LEGEND_IMAGE = {
@@ -47,7 +48,7 @@ def pareto_front(points: list[tuple[float | None, float | None]]) -> list[int]:
     latency then accuracy (best first). A point is dominated when another is at least as fast and at
     least as accurate and strictly better in one of them; equal points are all kept. Points with a
     None coordinate are left out."""
-    valid = [(i, float(l), float(a)) for i, (l, a) in enumerate(points) if l is not None and a is not None]
+    valid = [(i, float(lat), float(a)) for i, (lat, a) in enumerate(points) if lat is not None and a is not None]
     front = []
     for i, li, ai in valid:
         dominated = any(lj <= li and aj >= ai and (lj < li or aj > ai) for j, lj, aj in valid if j != i)
@@ -199,8 +200,10 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
         out += ["## INT8 that buys nothing here", "",
                 "These INT8 rows are less than 1.15x faster at p50 than the FP32 row of the same model on the same "
                 "target, so they trade accuracy for no speed on this machine (typical of x86 CPUs without VNNI, "
-                "where ONNX Runtime's INT8 kernels are no faster than FP32): ship the FP32 row, or a smaller model.", ""]
-        out += [f"- {r['artifact']} on `{r['target']}`: {r['int8_speedup_vs_fp32']:.2f}x {r['int8_fp32_row']}" for r in nopay]
+                "where ONNX Runtime's INT8 kernels are no faster than FP32): ship the FP32 row, or a smaller "
+                "model.", ""]
+        out += [f"- {r['artifact']} on `{r['target']}`: {r['int8_speedup_vs_fp32']:.2f}x {r['int8_fp32_row']}"
+                for r in nopay]
         out.append("")
     out += failed_section(report.get("failed_stages") or [])
     if image:

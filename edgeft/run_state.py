@@ -13,7 +13,6 @@ import json
 import os
 from pathlib import Path
 
-
 RUN_STATE = "run.json"
 
 

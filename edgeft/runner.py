@@ -18,10 +18,10 @@ from pathlib import Path
 from . import stages as registry
 from .artifact import Artifact
 from .context import Context
-from .run_state import RunState
 from .recipe import Recipe
-from .store import FileHashes, Store, cache_key, canonical_json
+from .run_state import RunState
 from .stages.graph import default_input
+from .store import FileHashes, Store, cache_key, canonical_json
 
 log = logging.getLogger("edgeft")
 
@@ -153,7 +153,7 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", store_dir: str | P
     shared: dict = {"failures": result.failed, "blocked": result.blocked}
     keys = {p.name: p.key for p in plans}
     try:
-        for i, (s, p) in enumerate(zip(recipe.stages, plans)):
+        for s, p in zip(recipe.stages, plans):
             down = set(result.failed) | set(result.blocked)
             refs = _drop_failed(p.inputs, down)
             if refs is None:

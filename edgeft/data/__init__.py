@@ -16,7 +16,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.items)
 
-    def subset(self, idx) -> "Split":
+    def subset(self, idx) -> Split:
         idx = list(idx)
         return Split([self.items[i] for i in idx], self.labels[idx])
 

@@ -126,7 +126,8 @@ def _labels_to_ids(values, label_names: list[str] | None = None):
 def _clean(df, text_col: str, label_col: str, where: str):
     missing = [c for c in (text_col, label_col) if c not in df.columns]
     if missing:
-        raise DataError(f"{where}: column(s) {', '.join(missing)} not found; columns are {', '.join(map(str, df.columns))}")
+        raise DataError(f"{where}: column(s) {', '.join(missing)} not found; "
+                        f"columns are {', '.join(map(str, df.columns))}")
     df = df.dropna(subset=[text_col, label_col])
     df = df[df[text_col].astype(str).str.strip() != ""]
     if len(df) == 0:

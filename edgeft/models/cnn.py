@@ -293,7 +293,7 @@ def _read_state(folder: Path) -> dict:
 
 
 def _replace(root, old, new) -> None:
-    for name, m in root.named_modules():
+    for _, m in root.named_modules():
         for child_name, child in m.named_children():
             if child is old:
                 setattr(m, child_name, new)

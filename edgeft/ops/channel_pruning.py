@@ -11,7 +11,7 @@ group's weights.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 
 def conv_widths(net) -> list[int]:

@@ -29,7 +29,7 @@ CONFIGS = {
     "benchmark": BenchmarkConfig,
 }
 
-StageConfigUnion = Annotated[Union[tuple(CONFIGS.values())], Field(discriminator="type")]
+StageConfigUnion = Annotated[Union[tuple(CONFIGS.values())], Field(discriminator="type")]  # noqa: UP007
 _adapter = TypeAdapter(StageConfigUnion)
 
 

@@ -70,7 +70,7 @@ class PruneConfig(StageConfig):
 
     def check(self, recipe, stages) -> list[tuple[str, str]]:
         if recipe.task == "image-classification":
-            problems = [(k, f"a text-classification (transformer) setting; for a CNN use `channels`")
+            problems = [(k, "a text-classification (transformer) setting; for a CNN use `channels`")
                         for k in TRANSFORMER_KEYS if differs_from_default(self, k)]
             if not self.channels:
                 problems.append(("channels", "prunes nothing: set `channels` (fraction of each conv layer's "
@@ -123,8 +123,8 @@ def _input_layers(cfg, recipe, stages) -> int | None:
     import json
     from pathlib import Path
 
-    from .graph import input_stage
     from ..models import resolve_source
+    from .graph import input_stage
 
     s = cfg
     while True:

@@ -36,8 +36,8 @@ class Session(ABC):
     def run_feed(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         """Run on an already filtered feed (what `feed` returns): the call the benchmark times."""
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 (optional: most sessions hold nothing to release)
+        """Release what the session holds (default: nothing)."""
 
 
 def synthetic_inputs(input_names: list[str], batch: int, seq: int, vocab_size: int = 30522,

@@ -72,7 +72,8 @@ def measure_in_subprocess(target: str, artifact, threads: int, max_length: int, 
     root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false",
-               PYTHONPATH=os.pathsep.join([root] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+               PYTHONPATH=os.pathsep.join([root] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH")
+                                                    else [])))
     cmd = [sys.executable, "-m", "edgeft.targets.memprobe", "--target", target, "--artifact", str(artifact.path),
            "--threads", str(threads), "--max-length", str(max_length), "--task", task_name]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)

@@ -7,8 +7,9 @@ target, targets/openvino_bf16.py, measures that on purpose). Image models keep t
 batch axis dynamic). Text models answer batch-1 requests on sequence-length buckets (`BUCKETS`):
 each request is padded with attention mask 0 to the next bucket and runs on a model compiled for
 the static shape [1, bucket] (on first use); batches and longer requests run with dynamic shapes.
-Static buckets measured faster than dynamic shapes for INT8 models and even for FP32 (numbers at
-BUCKETS). The settings are recorded in the row's fingerprint.
+Static buckets measured faster than dynamic shapes for INT8 models and about even for FP32
+(benchmarks/openvino_buckets.py measures it; the README has the figures). The settings are
+recorded in the row's fingerprint.
 """
 
 from __future__ import annotations
@@ -40,8 +41,6 @@ class OvSession(Session):
 # Sequence-length buckets for batch-1 requests (the edge case: one request at a time): each is padded
 # (attention mask 0) up to the next bucket and runs on a model compiled for the static shape
 # [1, bucket]; longer requests and batches run on the dynamic-shape model at their own shape.
-# benchmarks/openvino_buckets.py measured it (MiniLM, real test lengths, batch 1): NNCF INT8 2.60 vs
-# 4.19 ms p50 dynamic, the pruned INT8 student 1.17 vs 2.39 ms, FP32 6.85 vs 6.51 ms (even).
 BUCKETS = (16, 32, 64, 128)
 # a bucket is used only if its first padded request gives the dynamic model's logits within this
 # (and the same argmax): about the rounding noise of one INT8 step on a logit, far below what moves answers

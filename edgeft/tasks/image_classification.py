@@ -81,7 +81,7 @@ class ImageProcessor:
         (Path(folder) / PROCESSOR_FILE).write_text(json.dumps(self.to_dict(), indent=2))
 
     @classmethod
-    def from_folder(cls, folder) -> "ImageProcessor | None":
+    def from_folder(cls, folder) -> ImageProcessor | None:
         p = Path(folder) / PROCESSOR_FILE
         if not p.is_file():
             return None

@@ -21,7 +21,7 @@ from edgeft.cli import main
 from edgeft.recipe import validate_recipe
 from edgeft.runner import plan
 from edgeft.store import Store
-from tests.conftest import ROOT, small_recipe
+from tests.conftest import small_recipe
 
 MAJORITY = 0.60      # the larger class is 55-58% of Rotten Tomatoes
 

@@ -156,7 +156,7 @@ def test_kill_during_every_stage_type_then_resume(tmp_path):
         assert f"{name}: finished" not in log, f"{name} finished before the kill; log:\n{log[-3000:]}"
         assert store.get(keys[name]) is None, f"{name}: killed, yet its artifact is visible"
         assert list(store.root.glob(f".tmp-{keys[name]}-*")), f"{name}: killed before it began writing"
-        for before, t in stages[:i]:
+        for before, _ in stages[:i]:
             assert store.get(keys[before]) is not None, f"{before} (before the killed {name}) is not committed"
         # this attempt reused what the earlier attempts finished and ran the one killed last time
         for before, t in stages[:max(i - 1, 0)]:
@@ -177,7 +177,7 @@ def test_kill_during_every_stage_type_then_resume(tmp_path):
     final = {n: s["key"] for n, s in json.loads((runs / "faults" / "run.json").read_text())["stages"].items()}
     uninterrupted = {p.name: p.key for p in plan(load_recipe(rfile))}
     assert final == uninterrupted == keys
-    for name, key in final.items():
+    for key in final.values():
         assert store.get(key) is not None
         assert_files_match_manifest(store, key)
     assert not list(store.root.glob(".tmp-*")) and not list(store.root.glob(".old-*"))

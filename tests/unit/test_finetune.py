@@ -10,7 +10,6 @@ from edgeft.ops.training import count_params, encoder_layers, freeze
 from edgeft.recipe import validate_recipe
 from edgeft.runner import run_recipe
 from edgeft.stages.training import SCRATCH, resolve_precision
-
 from tests.conftest import small_recipe
 
 FROZEN_PREFIXES = ("bert.embeddings.", "bert.encoder.layer.0.", "bert.encoder.layer.1.")
@@ -48,7 +47,8 @@ def test_bf16_on_cpu_fails_the_stage(tmp_path):
     r["stages"][0]["precision"] = "bf16"
     with pytest.raises(StageError, match="needs a CUDA GPU"):
         run_recipe(validate_recipe(r), runs_dir=tmp_path, fail_fast=True)
-    assert not [p for p in (tmp_path / ".store").iterdir() if p.name not in (".hashes.json", ".locks")]   # nothing half-written
+    # nothing half-written
+    assert not [p for p in (tmp_path / ".store").iterdir() if p.name not in (".hashes.json", ".locks")]
 
 
 def test_freeze_embeddings_and_first_layers(minilm_path):

@@ -5,7 +5,6 @@ shared by the tests of this file (about a minute on 2 cores)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from edgeft.calibration import write_manifest
@@ -96,7 +95,8 @@ def test_export_is_parity_checked_with_a_fixed_image_shape(run):
 
 
 def test_parity_gate_fails_a_cnn_export_and_stores_nothing(run, manifest, tmp_path):
-    strict = {"name": "onnx", "type": "export", "input": "@finetune", "parity": {"samples": 32, "max_abs_diff": 1e-12, "rtol": 0}}
+    strict = {"name": "onnx", "type": "export", "input": "@finetune",
+              "parity": {"samples": 32, "max_abs_diff": 1e-12, "rtol": 0}}
     recipe = validate_recipe(image_recipe(data=DATA, stages=[stages(manifest)[0], strict]))
     runs = run.artifacts["finetune"].path.parent.parent        # reuse the fine-tuned model from the store
     with pytest.raises(ExportParityError, match=r"max \|Δlogit\|"):
@@ -157,7 +157,8 @@ def test_prune_removes_channels_and_the_folder_reloads(run):
     d_convs = [m for m in dense.net.modules() if isinstance(m, torch.nn.Conv2d)]
     p_convs = [m for m in pruned.net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(d_convs) == len(p_convs)
-    narrower = [(a.weight.shape, b.weight.shape) for a, b in zip(d_convs, p_convs) if b.weight.shape[0] < a.weight.shape[0]]
+    narrower = [(a.weight.shape, b.weight.shape) for a, b in zip(d_convs, p_convs)
+                if b.weight.shape[0] < a.weight.shape[0]]
     assert len(narrower) >= len(d_convs) // 2                  # real, smaller weight tensors
     assert pruned.net._fc.in_features < dense.net._fc.in_features and pruned.net._fc.out_features == 10
     m = art.meta

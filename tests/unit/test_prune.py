@@ -14,11 +14,11 @@ import logging
 import pytest
 import torch
 
-from tests.conftest import small_recipe
 from edgeft.errors import RecipeError
 from edgeft.ops import pruning
 from edgeft.recipe import validate_recipe
 from edgeft.runner import run_recipe
+from tests.conftest import small_recipe
 
 SENTENCES = ["a gripping, beautifully acted film .", "tedious and far too long , with no payoff .",
              "the best thing about it is the soundtrack", "i laughed , i cried , i wanted more ."]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ import yaml
 from edgeft.cli import main
 from edgeft.errors import RecipeError
 from edgeft.recipe import load_recipe, validate_recipe
-
 from tests.conftest import ROOT, small_recipe
 
 CALIB = str(ROOT / "calibration" / "rotten_tomatoes-256.yaml")

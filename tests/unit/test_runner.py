@@ -62,7 +62,8 @@ def test_a_failed_stage_fails_its_branch_only(tmp_path, monkeypatch):
     assert "Failed stages" in md and "int8" in md and "agreement 0.91" in md
     state = json.loads((tmp_path / recipe.name / "run.json").read_text())
     assert state["status"] == "failed"
-    assert state["stages"]["int8"]["status"] == "failed" and state["stages"]["int8"]["error_type"] == "ExportParityError"
+    assert state["stages"]["int8"]["status"] == "failed"
+    assert state["stages"]["int8"]["error_type"] == "ExportParityError"
     assert state["stages"]["bench"]["left_out"] == ["int8"]
     # the benchmark without int8 has its own key, not the full benchmark's
     full_key = {p.name: p.key for p in plan(recipe)}["bench"]
