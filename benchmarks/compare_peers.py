@@ -23,8 +23,9 @@ Every row, peers and edgeft alike, gets the same inputs and the same thread coun
 - latency at batch 1 over `--samples` seeded test sentences at their own length (p50/p90/p99);
 - latency at batch 1 padded to `--fixed-length` tokens (128);
 - throughput at batch 32 over real test sentences padded to each batch's longest;
-- warm-up first, then `--rounds` interleaved rounds (edgeft.ops.timing.interleaved_latencies:
-  every round runs every row, rows in rotated order), medians over all rounds.
+- inputs encoded as the benchmark stage encodes them (edgeft.targets.inputs), timed by its protocol
+  (edgeft.ops.timing.time_rows): warm-up first, then `--rounds` interleaved rounds (every round runs
+  every row, rows in rotated order), medians over all rounds.
 Sessions are timed through each runtime's own Python API (InferenceSession.run, an OpenVINO
 InferRequest, the torch module), not through Optimum's ORTModel wrapper, and tokenizing is not timed.
 
@@ -43,22 +44,23 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
+from peers import PEERS, Built  # benchmarks/peers/: the script's own folder is on sys.path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for p in (str(ROOT), str(HERE)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+from edgeft.ops.timing import BUSY_SHARE
+from edgeft.targets.inputs import BenchInputs
 
-from peers import PEERS, Built  # noqa: E402  (benchmarks/peers/)
+ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("edgeft.peers")
 
 TOLERANCE_POINTS = 1.0      # "within 1 point of the teacher" for the headline
+
+
+class CompareError(Exception):
+    """The run or the arguments cannot be compared; `__main__` prints it and exits non-zero."""
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -77,13 +79,13 @@ class RunInfo:
 def load_run(run_dir: str | Path, model_stage: str | None = None, base_dir: Path = ROOT / "recipes") -> RunInfo:
     from edgeft.artifact import Artifact
     from edgeft.recipe import validate_recipe
-    from edgeft.tasks import get_task
     from edgeft.run_state import read_run_state
+    from edgeft.tasks import get_task
 
     run_dir = Path(run_dir)
     missing = [f for f in ("run.json", "report.json") if not (run_dir / f).is_file()]
     if missing:
-        raise SystemExit(f"{run_dir} is not a finished run (missing {', '.join(missing)})")
+        raise CompareError(f"{run_dir} is not a finished run (missing {', '.join(missing)})")
     state = read_run_state(run_dir)
     stages = {n: s for n, s in state["stages"].items() if s.get("path")}     # stages that left an artifact
     artifacts = {}
@@ -96,10 +98,10 @@ def load_run(run_dir: str | Path, model_stage: str | None = None, base_dir: Path
     torch_stages = [n for n, a in artifacts.items() if a.kind == "torch"]
     if model_stage is None:
         if not torch_stages:
-            raise SystemExit(f"{run_dir}: no torch artifact in run.json; give --model STAGE")
+            raise CompareError(f"{run_dir}: no torch artifact in run.json; give --model STAGE")
         model_stage = torch_stages[0]
     if model_stage not in artifacts or artifacts[model_stage].kind != "torch":
-        raise SystemExit(f"--model {model_stage}: not a torch stage of this run (torch stages: {torch_stages})")
+        raise CompareError(f"--model {model_stage}: not a torch stage of this run (torch stages: {torch_stages})")
     # base_dir: where relative paths of the recipe (data files, calibration manifests) resolve when they are
     # not found from the current directory: the recipe's own folder when run.json records it
     base = Path(state.get("recipe_dir") or base_dir)
@@ -108,34 +110,11 @@ def load_run(run_dir: str | Path, model_stage: str | None = None, base_dir: Path
     rows = [(r["artifact"], r["target"]) for r in report["rows"]]
     for a, _ in rows:
         if a not in artifacts:
-            raise SystemExit(f"report.json names artifact {a!r}, which run.json does not list as finished")
+            raise CompareError(f"report.json names artifact {a!r}, which run.json does not list as finished")
     return RunInfo(run_dir, recipe, get_task(recipe.task), artifacts[model_stage], artifacts, rows, report)
 
 
 # ------------------------------------------------------------------------------------------ inputs
-
-@dataclass
-class Inputs:
-    """What every row runs on, encoded once per tokenizer."""
-    evals: list            # [(test indices, batch)] sorted by length, for accuracy
-    real: list             # batch-1 encodings of the sampled test sentences, own length
-    real_tokens: np.ndarray
-    fixed: dict            # batch 1 padded to fixed_length
-    tp: list               # throughput batches
-    tp_tokens: list[int]   # padded length of each throughput batch
-
-
-def encode_inputs(task, proc, test, max_len: int, lat_idx, tp_idx, tp_batches: int, fixed_len: int,
-                  eval_bs: int = 64) -> Inputs:
-    lengths = np.array([len(x) for x in proc(list(test.items), truncation=True, max_length=max_len)["input_ids"]])
-    order = np.argsort(lengths, kind="stable")
-    evals = [(ix, task.encode(proc, [test.items[i] for i in ix], max_len))
-             for ix in np.array_split(order, max(1, -(-len(order) // eval_bs)))]
-    real = [task.encode(proc, [test.items[i]], max_len) for i in lat_idx]
-    tp = [task.encode(proc, [test.items[i] for i in ix], max_len) for ix in np.array_split(tp_idx, tp_batches)]
-    fixed = task.encode(proc, [test.items[lat_idx[0]]], fixed_len, pad_to_max=True)
-    return Inputs(evals, real, lengths[lat_idx], fixed, tp, [b["input_ids"].shape[1] for b in tp])
-
 
 def _tokenizer_id(folder: Path) -> str:
     from edgeft.store import hash_file
@@ -182,9 +161,9 @@ class MacsModel:
 
 def cpu_limits(threads: int, fma_units: int) -> dict:
     """FP32 and INT8 peaks of `threads` cores from the ISA flags and clock, with the formulas."""
-    from edgeft.targets.fingerprint import _cpuinfo
+    from edgeft.targets.fingerprint import cpu_info
 
-    model, isa = _cpuinfo()
+    model, isa = cpu_info()
     flags = set(isa)
     mhz, source = _clock_mhz()
     ghz = mhz / 1e3
@@ -248,7 +227,7 @@ class Row:
     label: str                  # what it is, in words
     precision: str
     session: object
-    inputs: Inputs
+    inputs: BenchInputs
     macs: MacsModel | None
     size_mb: float | None
     extra: dict = field(default_factory=dict)
@@ -266,56 +245,37 @@ def evaluate(rows: list[Row], test_labels, n_labels: int, task) -> None:
         log.info("accuracy %-34s %.2f%% (%.1f s)", r.name, 100 * m["accuracy"], time.perf_counter() - t0)
 
 
-def time_rows(rows: list[Row], rounds: int, warmup: int, fixed_runs: int) -> dict:
-    from edgeft.ops.timing import cpu_snapshot, interleaved_latencies, others_cpu_share
+def time_all(rows: list[Row], rounds: int, warmup: int, fixed_runs: int):
+    """Every row through edgeft's timing protocol (edgeft.ops.timing.time_rows), progress logged per row."""
+    from edgeft.ops.timing import time_rows
+    from edgeft.targets.inputs import timed_row
 
-    calls, warm = {}, {}
-    for i, r in enumerate(rows):
-        s = r.session
-        calls[(i, "real")] = [partial(s.run_feed, s.feed(b)) for b in r.inputs.real]
-        calls[(i, "fixed")] = [partial(s.run_feed, s.feed(r.inputs.fixed))] * fixed_runs
-        calls[(i, "tp")] = [partial(s.run_feed, s.feed(b)) for b in r.inputs.tp]
-        warm.update({(i, "real"): warmup, (i, "fixed"): min(warmup, fixed_runs), (i, "tp"): 1})
+    timed = [timed_row(r.session, r.inputs) for r in rows]
     done = [0]
 
     def progress(rnd, name):
         done[0] += 1
         if name[1] == "tp":
             log.info("timing round %d/%d: %s done (%d/%d blocks)", rnd + 1, rounds, rows[name[0]].name,
-                     done[0], rounds * len(calls))
+                     done[0], rounds * 3 * len(rows))
 
-    snap, load0 = cpu_snapshot(), _load()
-    times = interleaved_latencies(calls, rounds, warm, on_block=progress)
-    cores = os.cpu_count() or 1
-    others = round(others_cpu_share(snap, cpu_snapshot(), cores), 3)
-    if others > 0.10:
-        log.warning("other work used %.0f%% of the %d cores while timing: compare ratios within this run only",
-                    100 * others, cores)
-    return {"times": times, "others_cpu_share": others, "load_avg_1min": [load0, _load()]}
-
-
-def _load() -> float:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return 0.0
+    return time_rows(timed, rounds, warmup, fixed_runs, on_block=progress)
 
 
 def summarize(rows: list[Row], times: dict, rounds: int, limits: dict) -> None:
-    from edgeft.ops.timing import percentiles, throughput
+    from edgeft.ops.timing import batch_size, row_figures
 
     for i, r in enumerate(rows):
         real, fixed, tp = times[(i, "real")], times[(i, "fixed")], times[(i, "tp")]
-        sizes = [len(next(iter(b.values()))) for b in r.inputs.tp] * rounds
+        per_round = [batch_size(b) for b in r.inputs.tp]
         res = r.result
-        res["latency_ms"] = _rounded(percentiles(real))
-        res["latency_fixed_ms"] = _rounded(percentiles(fixed))
-        res["throughput_sps"] = round(throughput(sizes, tp), 2)
+        res.update(row_figures(real, fixed, tp, per_round))
+        sizes = per_round * rounds
         peak = limits["int8_peak_gops"] if r.precision == "int8" else limits["fp32_peak_gflops"]
         if r.macs is not None:
-            real_macs = np.array([r.macs(int(n)) for n in r.inputs.real_tokens] * rounds)
+            real_macs = np.array([r.macs(int(n)) for n in r.inputs.real_lengths] * rounds)
             fixed_macs = r.macs(int(r.inputs.fixed["input_ids"].shape[1]))
-            tp_macs = np.array([bs * r.macs(int(n)) for bs, n in zip(sizes, r.inputs.tp_tokens * rounds)])
+            tp_macs = np.array([bs * r.macs(int(n)) for bs, n in zip(sizes, r.inputs.tp_lengths * rounds)])
             # ops done over every timed call / time they took (= 2 x mean MACs / mean latency)
             res["macs_real_mean"] = int(real_macs.mean())
             res["macs_fixed"] = int(fixed_macs)
@@ -329,10 +289,6 @@ def summarize(rows: list[Row], times: dict, rounds: int, limits: dict) -> None:
             res.update(macs_real_mean=None, macs_fixed=None, gops_real=None, gops_fixed=None,
                        gops_throughput=None, peak_gops=peak,
                        peak_share_real=None, peak_share_fixed=None, peak_share_throughput=None)
-
-
-def _rounded(d: dict) -> dict:
-    return {k: round(v, 4) for k, v in d.items()}
 
 
 # ------------------------------------------------------------------------------------------ comparing
@@ -380,7 +336,7 @@ def render_markdown(out: dict) -> str:
              f"({s['model_key']}) · test {s['test_size']} sentences, {s['samples_used']} timed at batch 1 "
              f"(mean {s['sample_mean_tokens']} tokens) · {s['rounds']} interleaved round(s)", "",
              f"`{s['command']}`", ""]
-    if m.get("others_cpu_share", 0) > 0.10:
+    if m.get("others_cpu_share", 0) > BUSY_SHARE:
         lines += [f"> Other work used {100 * m['others_cpu_share']:.0f}% of the CPU while timing: absolute "
                   "times are inflated; compare ratios within this table only.", ""]
     lines += ["| row | what | precision | test acc | Δ pts | real p50 ms | real p90 ms | "
@@ -407,8 +363,8 @@ def render_markdown(out: dict) -> str:
         lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
     lines += ["", "## Headline", ""]
     heads = out.get("headlines") or [{"real": out["best"], "fixed": out["best_fixed"]}]
-    for key, title, b in ((k, t, h[k]) for h in heads for k, t in (("real", "real lengths"),
-                                                                  ("fixed", f"fixed {fl}-token shape"))):
+    for title, b in ((t, h[k]) for h in heads for k, t in (("real", "real lengths"),
+                                                           ("fixed", f"fixed {fl}-token shape"))):
         if b["artifact"] is None:
             lines.append(f"- {title}: {b['note']}; best peer {b['best_peer']} {b['best_peer_p50_ms']:.2f} ms.")
         else:
@@ -468,6 +424,8 @@ class Workbench:
     """The run, its data and the inputs every row shares; tokenizer encodings and MAC models cached."""
 
     def __init__(self, run: RunInfo, args):
+        from edgeft.targets.inputs import sample_indices
+
         self.run, self.args, self.task = run, args, run.task
         recipe = run.recipe
         self.max_len = recipe.data.max_length
@@ -477,21 +435,22 @@ class Workbench:
             pick = np.random.default_rng(recipe.seed).choice(len(test), args.max_test, replace=False)
             test = test.subset(np.sort(pick))
         self.test = test
-        rng = np.random.default_rng(recipe.seed)              # the same draws as the benchmark stage
-        self.lat_idx = rng.choice(len(test), size=min(args.samples, len(test)), replace=False)
-        self.tp_idx = np.resize(rng.permutation(len(test)), args.throughput_batch_size * args.throughput_batches)
+        self.lat_idx, self.tp_idx = sample_indices(len(test), recipe.seed, args.samples,   # as the benchmark stage
+                                                   args.throughput_batch_size, args.throughput_batches)
         train = self.splits.train
         self.cal_idx = np.random.default_rng(recipe.seed + 1).choice(
             len(train), size=min(args.calibration_samples, len(train)), replace=False)
-        self._encoded: dict[str, Inputs] = {}
+        self._encoded: dict[str, BenchInputs] = {}
         self._macs: dict[str, MacsModel] = {}
 
-    def inputs(self, folder: Path) -> Inputs:
+    def inputs(self, folder: Path) -> BenchInputs:
+        from edgeft.targets.inputs import encode_bench_inputs
+
         tid = _tokenizer_id(folder)
         if tid not in self._encoded:
-            self._encoded[tid] = encode_inputs(self.task, self.task.load_processor(folder), self.test, self.max_len,
-                                               self.lat_idx, self.tp_idx, self.args.throughput_batches,
-                                               self.args.fixed_length)
+            self._encoded[tid] = encode_bench_inputs(
+                self.task, self.task.load_processor(folder), self.test.items, self.max_len, self.lat_idx,
+                self.tp_idx, self.args.throughput_batches, fixed_length=self.args.fixed_length)
         return self._encoded[tid]
 
     def macs(self, src) -> MacsModel | None:
@@ -549,9 +508,9 @@ def edgeft_rows(wb: Workbench) -> list[Row]:
         has_tokenizer = _tokenizer_id(art.path) != str(art.path)
         tok_dir = art.path if has_tokenizer else (src.path if src else wb.run.model.path)
         rows.append(Row(f"{a_name}@{target}", "edgeft", f"edgeft {art.stage_type} on {target}",
-                        row_precision(art.meta.get("precision", "fp32"), target), sess, wb.inputs(tok_dir), wb.macs(src),
-                        weights_mb(art), {"artifact": a_name, "target": target, "key": art.key,
-                                          "stage": art.stage_type}))
+                        row_precision(art.meta.get("precision", "fp32"), target), sess, wb.inputs(tok_dir),
+                        wb.macs(src), weights_mb(art),
+                        {"artifact": a_name, "target": target, "key": art.key, "stage": art.stage_type}))
     return rows
 
 
@@ -565,10 +524,10 @@ def extra_rows(rows: list[tuple[str, str]], extra: str) -> list[tuple[str, str]]
                if extra != "auto" or unavailable_reason(t) is None]
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
-        raise SystemExit(f"--extra-targets: unknown target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
+        raise CompareError(f"--extra-targets: unknown target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
     for t in targets:
         if reason := unavailable_reason(t):
-            raise SystemExit(f"--extra-targets: {t}: {reason}")
+            raise CompareError(f"--extra-targets: {t}: {reason}")
     have = set(rows)
     return [(a, t) for t in targets for a, src in rows if src == "openvino" and (a, t) not in have]
 
@@ -587,7 +546,7 @@ def settings_of(wb: Workbench, argv) -> dict:
         "throughput_batch_size": a.throughput_batch_size, "throughput_batches": a.throughput_batches,
         "calibration_samples": int(len(wb.cal_idx)), "max_length": wb.max_len, "test_size": len(wb.test),
         "max_test": a.max_test, "seed": run.recipe.seed, "tolerance_points": a.tolerance,
-        "sample_mean_tokens": round(float(wb.inputs(run.model.path).real_tokens.mean()), 1),
+        "sample_mean_tokens": round(float(wb.inputs(run.model.path).real_lengths.mean()), 1),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "python benchmarks/compare_peers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
@@ -599,10 +558,10 @@ def _check_peers(spec: str) -> list[str]:
     names = [n.strip() for n in spec.split(",") if n.strip()]
     unknown = [n for n in names if n not in PEERS]
     if unknown or "pytorch-fp32" not in names:
-        raise SystemExit(f"--peers: unknown {unknown}; known {list(PEERS)} (pytorch-fp32, the teacher, is required)")
+        raise CompareError(f"--peers: unknown {unknown}; known {list(PEERS)} (pytorch-fp32, the teacher, is required)")
     lacking = [m for m in ("openvino", "nncf") if importlib.util.find_spec(m) is None]
     if lacking and any(n.startswith("openvino") for n in names):
-        raise SystemExit(f"the OpenVINO peers need {' and '.join(lacking)}: pip install -e '.[openvino]' "
+        raise CompareError(f"the OpenVINO peers need {' and '.join(lacking)}: pip install -e '.[openvino]' "
                          f"(or leave them out: --peers pytorch-fp32,ort-fp32,ort-int8-dynamic)")
     return names
 
@@ -632,9 +591,9 @@ def main(argv: list[str] | None = None) -> dict:
     log.info("timing %d row(s): %d round(s) of %d real-length, %d seq%d and %d bs%d requests each",
              len(rows), args.rounds, len(wb.lat_idx), args.fixed_runs, args.fixed_length, args.throughput_batches,
              args.throughput_batch_size)
-    timing = time_rows(rows, args.rounds, args.warmup, args.fixed_runs)
+    timing = time_all(rows, args.rounds, args.warmup, args.fixed_runs)
     limits = cpu_limits(args.threads, args.fma_units)
-    summarize(rows, timing["times"], args.rounds, limits)
+    summarize(rows, timing.times, args.rounds, limits)
     for r in rows:
         close = getattr(r.session, "close", None)
         if close:
@@ -646,8 +605,8 @@ def main(argv: list[str] | None = None) -> dict:
     # one headline per accuracy band (a pruned student lives further from the teacher than INT8 does)
     headlines = [dict(zip(("real", "fixed"), compare(peers, ours, t))) for t in args.tolerance]
     machine = {**limits, **{k: v for k, v in host_fingerprint().items() if k not in limits},
-               "runtimes": runtime_versions(), "others_cpu_share": timing["others_cpu_share"],
-               "load_avg_1min": timing["load_avg_1min"]}
+               "runtimes": runtime_versions(), "others_cpu_share": timing.others_cpu_share,
+               "load_avg_1min": timing.load_avg_1min}
     out = {"peers": peers, "edgeft": ours, "best": best, "best_fixed": best_fixed, "headlines": headlines,
            "machine": machine,
            "settings": settings_of(wb, argv)}
@@ -662,4 +621,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except CompareError as e:
+        sys.exit(f"compare_peers: {e}")

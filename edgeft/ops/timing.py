@@ -4,12 +4,22 @@
 zero-argument calls (one per request). Every round runs every row's whole list, rows in a rotated
 order each round, so slow drift of a shared machine (thermal, a neighbour's job) hits all rows alike
 instead of whichever happened to run last. Each call is timed alone with `time.perf_counter_ns`.
+
+`time_rows` / `row_figures` are the benchmark's whole timing protocol on top of it (warm-up counts,
+the real / fixed / throughput blocks per row, the busy-machine check, percentiles and throughput),
+shared by the benchmark stage, benchmarks/compare_peers.py and runners on a device. This module needs
+numpy only (psutil inside `cpu_snapshot`): no torch, transformers or edgeft config objects.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -91,3 +101,90 @@ def others_cpu_share(before: tuple[float, float, float], after: tuple[float, flo
         return 0.0
     others = (after[1] - before[1]) - (after[2] - before[2])
     return min(1.0, max(0.0, others / (wall * cores)))
+
+
+# ------------------------------------------------------------------ the benchmark protocol (stage, peers, devices)
+
+BUSY_SHARE = 0.10    # other processes (or hypervisor steal) used more than this share of the CPU while timing
+KINDS = ("real", "fixed", "tp")
+
+log = logging.getLogger("edgeft")
+
+
+@dataclass
+class TimedRow:
+    """What one row (one session) is timed on. `run(feed)` is the timed call (e.g. Session.run_feed);
+    the feeds are whatever it takes, already encoded and filtered (nothing is converted while timing)."""
+    run: Callable[[Any], object]
+    real: Sequence[Any]         # batch-1 requests, each at its own length
+    fixed: Any                  # one batch-1 request at the fixed shape, run `fixed_runs` times per round
+    tp: Sequence[Any]           # throughput batches
+
+
+@dataclass
+class Timing:
+    """Raw times of `time_rows`: times[(row index, kind)] in ms, kind in KINDS, every round's calls in
+    the order they ran; with what else the machine did meanwhile."""
+    times: dict[tuple[int, str], list[float]]
+    others_cpu_share: float          # share of all cores used by other work while timing (0..1)
+    load_avg_1min: list[float]       # [before, after]
+    cores: int
+
+    @property
+    def busy(self) -> bool:
+        return self.others_cpu_share > BUSY_SHARE
+
+
+def time_rows(rows: Sequence[TimedRow], rounds: int, warmup: int, fixed_runs: int,
+              on_block: Callable[[int, tuple[int, str]], None] | None = None) -> Timing:
+    """The benchmark's timing protocol: per row three blocks of calls, (i, "real") one call per real-length
+    request, (i, "fixed") `fixed_runs` calls of the fixed-shape request, (i, "tp") one call per throughput
+    batch. Warm-up (untimed): `warmup` real-length calls, min(warmup, fixed_runs) fixed-shape calls and one
+    throughput batch per row; then `rounds` interleaved rounds over all blocks in rotated order
+    (`interleaved_latencies`). Other processes' CPU share is measured over the rounds; above BUSY_SHARE
+    a warning is logged."""
+    calls: dict[tuple[int, str], list[Callable[[], object]]] = {}
+    warm: dict[tuple[int, str], int] = {}
+    for i, r in enumerate(rows):
+        calls[(i, "real")] = [partial(r.run, f) for f in r.real]
+        calls[(i, "fixed")] = [partial(r.run, r.fixed)] * fixed_runs
+        calls[(i, "tp")] = [partial(r.run, f) for f in r.tp]
+        warm.update({(i, "real"): warmup, (i, "fixed"): min(warmup, fixed_runs), (i, "tp"): 1})
+    snap, load_before = cpu_snapshot(), load_avg()
+    times = interleaved_latencies(calls, rounds, warm, on_block=on_block)
+    cores = os.cpu_count() or 1
+    others = round(others_cpu_share(snap, cpu_snapshot(), cores), 3)
+    timing = Timing(times, others, [load_before, load_avg()], cores)
+    if timing.busy:
+        log.warning("other work used %.0f%% of the %d cores while timing: latencies are inflated and noisy; "
+                    "compare rows of this run only, or re-run on an idle machine", 100 * others, cores)
+    return timing
+
+
+def row_figures(real_ms: Sequence[float], fixed_ms: Sequence[float], tp_ms: Sequence[float],
+                tp_sizes: Sequence[int]) -> dict:
+    """One row's figures from its times: latency_ms and latency_fixed_ms ({p50, p90, p99, mean}, 4 decimals)
+    and throughput_sps (2 decimals). `tp_sizes`: samples per throughput batch of one round (the batches
+    ran in that order every round)."""
+    if not tp_sizes or len(tp_ms) % len(tp_sizes):
+        raise ValueError(f"{len(tp_ms)} throughput times for {len(tp_sizes)} batches per round")
+    sizes = list(tp_sizes) * (len(tp_ms) // len(tp_sizes))
+    return {"latency_ms": rounded(percentiles(real_ms)), "latency_fixed_ms": rounded(percentiles(fixed_ms)),
+            "throughput_sps": round(throughput(sizes, tp_ms), 2)}
+
+
+def batch_size(feed: dict) -> int:
+    """Samples in an encoded batch (the first input's first axis)."""
+    return len(next(iter(feed.values())))
+
+
+def rounded(d: dict, digits: int = 4) -> dict:
+    return {k: round(v, digits) for k, v in d.items()}
+
+
+def load_avg() -> float:
+    """The 1-minute load average (0.0 where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return 0.0

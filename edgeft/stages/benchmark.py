@@ -21,16 +21,17 @@ Per row:
   same torch ancestor (else the first pytorch row); null without one.
 
 Warm-up first, thread count fixed and recorded, and every round runs every row in a rotated order,
-so drift on a shared machine hits all rows alike. Raw per-request times go to timings.json.
+so drift on a shared machine hits all rows alike (ops/timing.py `time_rows`; the inputs come from
+targets/inputs.py, shared with benchmarks/compare_peers.py). Raw per-request times go to timings.json.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from pydantic import Field, PositiveInt, NonNegativeInt
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 from ..schema import REF_RE
 from .base import StageConfig
@@ -106,25 +107,47 @@ class BenchmarkConfig(StageConfig):
 
 
 def run(cfg: BenchmarkConfig, inputs: dict, ctx):
-    import datetime as dt
-    import json
-    from functools import partial
-
-    import numpy as np
-    from tqdm.auto import tqdm
-
     from ..errors import StageError
-    from ..ops.timing import cpu_snapshot, interleaved_latencies, others_cpu_share, percentiles, throughput
-    from ..targets import TARGETS, row_precision, target_module
-    from ..targets.base import weights_mb
-    from ..targets.fingerprint import host_fingerprint, runtime_versions
-    from ..targets.memprobe import measure_in_subprocess
+    from ..rows import compare_to_reference, int8_gains, summary
+    from ..targets.inputs import sample_indices
 
-    task, recipe = ctx.task, ctx.recipe
-    max_len = recipe.data.max_length
-    splits = ctx.splits()
-    test = splits.test
-    artifacts = inputs["artifacts"]
+    task, recipe, splits = ctx.task, ctx.recipe, ctx.splits()
+    pairs, not_run = plan_pairs(cfg, recipe, inputs["artifacts"])
+    if not pairs:
+        raise StageError(f"no target of {cfg.targets} runs any of the artifacts given")
+    lat_idx, tp_idx = sample_indices(len(splits.test), recipe.seed, cfg.latency_samples,
+                                     cfg.throughput_batch_size, cfg.throughput_batches)
+    prepared = prepare(cfg, task, recipe, splits.test, pairs, lat_idx, tp_idx)
+    rows, sessions = accuracy_rows(cfg, task, splits, pairs, prepared)
+    timing = time_sessions(cfg, sessions, [prepared[a.key].inputs for _, a in pairs])
+    for i, (row, sess, (t, a)) in enumerate(zip(rows, sessions, pairs)):
+        fill_row(row, cfg, ctx, t, a, prepared[a.key], timing, i, sess)
+    for s in sessions:
+        s.close()
+    compare_to_reference(rows, cfg.reference[1:] if cfg.reference else None)
+    int8_gains(rows)
+    for r in rows:
+        log.info(summary(r))
+    write_report(ctx, cfg, rows, not_run, timing, prepared[pairs[0][1].key].inputs)
+    return ctx.artifact("report", file="report.json", meta={"rows": len(rows)})
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class Prepared:
+    """What one artifact needs once: its encoded inputs and the params / MACs of its torch ancestor."""
+    inputs: object                  # targets.inputs.BenchInputs (shared by artifacts of one preprocessing)
+    ancestor: str | None            # the torch ancestor's key
+    counts: dict                    # {"params", "macs"} of the ancestor ({} without one)
+
+
+def plan_pairs(cfg: BenchmarkConfig, recipe, artifacts) -> tuple[list, list[dict]]:
+    """(target, artifact) pairs to measure, targets in recipe order then artifacts; and the pairs a
+    stage's target limits leave out, with the reason."""
+    from ..targets import TARGETS
+
     pairs, not_run = [], []
     for t in cfg.targets:
         for a in artifacts:
@@ -136,111 +159,115 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
                 log.info("%s on %s: not run (%s)", a.stage, t, limits[1])
             else:
                 pairs.append((t, a))
-    if not pairs:
-        raise StageError(f"no target of {cfg.targets} runs any of the artifacts given")
+    return pairs, not_run
 
-    rng = np.random.default_rng(recipe.seed)
-    lat_idx = rng.choice(len(test), size=min(cfg.latency_samples, len(test)), replace=False)
-    tp_idx = np.resize(rng.permutation(len(test)), cfg.throughput_batch_size * cfg.throughput_batches)
 
-    # what each artifact needs once: encoded inputs, size, params and MACs of its torch ancestor
+def prepare(cfg: BenchmarkConfig, task, recipe, test, pairs, lat_idx, tp_idx) -> dict[str, Prepared]:
+    """Per artifact key: encoded inputs (once per distinct preprocessing: images share one for every
+    artifact of the run) and the counts of its torch ancestor (once per ancestor)."""
+    from ..targets.inputs import encode_bench_inputs
+
+    max_len = recipe.data.max_length
     prepared, counted, encoded = {}, {}, {}
     for a in {a.key: a for _, a in pairs}.values():
         proc = task.load_processor(a.path, recipe.data)
-        # inputs are encoded once per distinct preprocessing (images: one for every artifact of the run)
         enc_key = task.processor_key(proc, a.path)
         if enc_key not in encoded:
-            lengths = task.example_lengths(proc, test.items, max_len)
-            order = np.argsort(lengths, kind="stable")
-            evals = [(ix, task.encode(proc, [test.items[i] for i in ix], max_len))
-                     for ix in np.array_split(order, max(1, -(-len(order) // cfg.eval_batch_size)))]
-            tp = [task.encode(proc, [test.items[i] for i in ix], max_len)
-                  for ix in np.array_split(tp_idx, cfg.throughput_batches)]
-            real = [task.encode(proc, [test.items[i]], max_len) for i in lat_idx]
-            fixed = task.encode(proc, [test.items[lat_idx[0]]], max_len, pad_to_max=True)
-            encoded[enc_key] = (lengths, evals, tp, real, fixed)
-        lengths, evals, tp, real, fixed = encoded[enc_key]
+            encoded[enc_key] = encode_bench_inputs(task, proc, test.items, max_len, lat_idx, tp_idx,
+                                                   cfg.throughput_batches, fixed_length=max_len,
+                                                   eval_batch_size=cfg.eval_batch_size)
         src = torch_ancestor(a)
         if src is None:
             log.warning("%s: no torch ancestor found (meta.torch_source); params and MACs left empty", a.stage)
         elif src.key not in counted:
             counted[src.key] = count_model(task, src, max_len)
-        prepared[a.key] = {
-            "real": real, "fixed": fixed,
-            "evals": evals, "tp": tp, "ancestor": src.key if src else None,
-            "counts": counted.get(src.key, {}) if src else {},
-            "mean_tokens": float(lengths.mean()), "sample_tokens": float(lengths[lat_idx].mean()),
-        }
+        prepared[a.key] = Prepared(encoded[enc_key], src.key if src else None,
+                                   counted.get(src.key, {}) if src else {})
+    return prepared
+
+
+def accuracy_rows(cfg: BenchmarkConfig, task, splits, pairs, prepared) -> tuple[list[dict], list]:
+    """Load every pair's session and start its row with accuracy and F1 on the whole test split."""
+    import numpy as np
+
+    from ..targets import row_precision, target_module
 
     rows, sessions = [], []
     for t, a in pairs:
         sess = target_module(t).load(a, cfg.threads, task)
         p = prepared[a.key]
-        logits = np.zeros((len(test), len(splits.label_names)), dtype=np.float32)
-        for ix, batch in p["evals"]:
+        logits = np.zeros((len(splits.test), len(splits.label_names)), dtype=np.float32)
+        for ix, batch in p.inputs.evals:
             logits[ix] = sess.run(batch)
-        m = task.metrics(logits, test.labels)
+        m = task.metrics(logits, splits.test.labels)
         sessions.append(sess)
         rows.append({"artifact": a.stage, "stage": a.stage_type, "key": a.key, "target": t,
                      "precision": row_precision(a.meta.get("precision", "fp32"), t), "threads": cfg.threads,
-                     "accuracy": m["accuracy"], "f1": m["f1"], "torch_source": p["ancestor"]})
+                     "accuracy": m["accuracy"], "f1": m["f1"], "torch_source": p.ancestor})
+    return rows, sessions
 
-    calls, warm = {}, {}
-    for i, (sess, (_, a)) in enumerate(zip(sessions, pairs)):
-        p = prepared[a.key]
-        calls[(i, "real")] = [partial(sess.run_feed, sess.feed(b)) for b in p["real"]]
-        calls[(i, "fixed")] = [partial(sess.run_feed, sess.feed(p["fixed"]))] * cfg.fixed_runs
-        calls[(i, "tp")] = [partial(sess.run_feed, sess.feed(b)) for b in p["tp"]]
-        warm.update({(i, "real"): cfg.warmup, (i, "fixed"): min(cfg.warmup, cfg.fixed_runs), (i, "tp"): 1})
+
+def time_sessions(cfg: BenchmarkConfig, sessions, inputs):
+    """The interleaved timing of every session on its inputs (ops.timing.time_rows), with a progress bar."""
+    from tqdm.auto import tqdm
+
+    from ..ops.timing import time_rows
+    from ..targets.inputs import timed_row
+
+    timed = [timed_row(s, x) for s, x in zip(sessions, inputs)]
     log.info("timing %d row(s): %d round(s) of %d real-length + %d fixed-shape requests and %d batches each",
-             len(rows), cfg.rounds, len(lat_idx), cfg.fixed_runs, cfg.throughput_batches)
-    snap, load_before = cpu_snapshot(), _load()
-    with tqdm(total=cfg.rounds * len(calls), desc="benchmark", unit="block", leave=False) as bar:
-        times = interleaved_latencies(calls, cfg.rounds, warm, on_block=lambda r, n: bar.update(1))
-    cores = os.cpu_count() or 1
-    others = round(others_cpu_share(snap, cpu_snapshot(), cores), 3)
-    busy = others > BUSY_SHARE
-    if busy:
-        log.warning("other work used %.0f%% of the %d cores while timing: latencies are inflated and noisy; "
-                    "compare rows of this run only, or re-run on an idle machine", 100 * others, cores)
+             len(timed), cfg.rounds, len(inputs[0].real), cfg.fixed_runs, cfg.throughput_batches)
+    with tqdm(total=cfg.rounds * 3 * len(timed), desc="benchmark", unit="block", leave=False) as bar:
+        return time_rows(timed, cfg.rounds, cfg.warmup, cfg.fixed_runs, on_block=lambda r, n: bar.update(1))
 
-    for i, (row, (t, a)) in enumerate(zip(rows, pairs)):
-        p = prepared[a.key]
-        sizes = [len(next(iter(b.values()))) for b in p["tp"]] * cfg.rounds
-        row["latency_ms"] = _rounded(percentiles(times[(i, "real")]))
-        row["latency_fixed_ms"] = _rounded(percentiles(times[(i, "fixed")]))
-        row["throughput_sps"] = round(throughput(sizes, times[(i, "tp")]), 2)
-        row["size_mb"] = round(weights_mb(a), 3)
-        row["files_mb"] = round(a.size_mb(), 3)
-        row["params"] = p["counts"].get("params")
-        row["macs"] = p["counts"].get("macs")
-        row["macs_shape"] = task.fixed_shape(recipe.data)
-        row["fixed_gops"] = (round(2 * row["macs"] / (row["latency_fixed_ms"]["p50"] / 1e3) / 1e9, 1)
-                             if row["macs"] else None)
-        row.update(measure_in_subprocess(t, a, cfg.threads, max_len, recipe.task) if cfg.memory else
-                   {"peak_rss_mb": None, "model_rss_mb": None, "baseline_rss_mb": None})
-        row["fingerprint"] = {**host_fingerprint(), "runtimes": runtime_versions(),
-                              **target_module(t).fingerprint(cfg.threads)}
-    for row, s in zip(rows, sessions):
-        if hasattr(s, "shape_notes"):       # e.g. which OpenVINO length buckets passed their check
-            row["shapes"] = s.shape_notes()
-    for s in sessions:
-        s.close()
-    _compare(rows, cfg.reference[1:] if cfg.reference else None)
-    int8_gains(rows)
-    for r in rows:
-        log.info(summary(r))
 
+def fill_row(row: dict, cfg: BenchmarkConfig, ctx, target: str, a, p: Prepared, timing, i: int, sess) -> None:
+    """Row i's timing figures, sizes, counts, memory, fingerprint and (OpenVINO) shape notes."""
+    from ..ops.timing import batch_size, row_figures
+    from ..targets import target_module
+    from ..targets.base import weights_mb
+    from ..targets.fingerprint import host_fingerprint, runtime_versions
+    from ..targets.memprobe import measure_in_subprocess
+
+    task, recipe, t = ctx.task, ctx.recipe, timing.times
+    row.update(row_figures(t[(i, "real")], t[(i, "fixed")], t[(i, "tp")], [batch_size(b) for b in p.inputs.tp]))
+    row["size_mb"] = round(weights_mb(a), 3)
+    row["files_mb"] = round(a.size_mb(), 3)
+    row["params"] = p.counts.get("params")
+    row["macs"] = p.counts.get("macs")
+    row["macs_shape"] = task.fixed_shape(recipe.data)
+    row["fixed_gops"] = (round(2 * row["macs"] / (row["latency_fixed_ms"]["p50"] / 1e3) / 1e9, 1)
+                         if row["macs"] else None)
+    row.update(measure_in_subprocess(target, a, cfg.threads, recipe.data.max_length, recipe.task) if cfg.memory
+               else {"peak_rss_mb": None, "model_rss_mb": None, "baseline_rss_mb": None})
+    row["fingerprint"] = {**host_fingerprint(), "runtimes": runtime_versions(),
+                          **target_module(target).fingerprint(cfg.threads)}
+    if hasattr(sess, "shape_notes"):       # e.g. which OpenVINO length buckets passed their check
+        row["shapes"] = sess.shape_notes()
+
+
+def write_report(ctx, cfg: BenchmarkConfig, rows: list[dict], not_run: list[dict], timing, x) -> None:
+    """report.json (rows, environment, settings, data; token figures of the first row's inputs `x`) and
+    timings.json (every raw time, 4 decimals)."""
+    import datetime as dt
+    import json
+
+    from ..ops.timing import load_avg
+    from ..targets.fingerprint import host_fingerprint, runtime_versions
+
+    recipe, task, splits = ctx.recipe, ctx.task, ctx.splits()
     report = {
         "recipe": recipe.dump(),
         "environment": {**host_fingerprint(), "runtimes": runtime_versions(),
-                        "others_cpu_share": others, "load_avg_1min": [load_before, _load()], "busy": busy},
+                        "others_cpu_share": timing.others_cpu_share,
+                        # [before timing, now]: the second one after the memory probes, as it always was
+                        "load_avg_1min": [timing.load_avg_1min[0], load_avg()], "busy": timing.busy},
         "settings": {**cfg.model_dump(mode="json", exclude={"name", "type", "input", "artifacts"}),
-                     "latency_samples_used": int(len(lat_idx)), "fixed_shape": task.fixed_shape(recipe.data),
-                     "sample_mean_tokens": round(prepared[pairs[0][1].key]["sample_tokens"], 1),
+                     "latency_samples_used": len(x.real), "fixed_shape": task.fixed_shape(recipe.data),
+                     "sample_mean_tokens": round(float(x.real_lengths.mean()), 1),
                      "seed": recipe.seed},
         "data": {**splits.sizes(), "labels": list(splits.label_names),
-                 "test_mean_tokens": round(prepared[pairs[0][1].key]["mean_tokens"], 1)},
+                 "test_mean_tokens": round(float(x.lengths.mean()), 1)},
         "rows": rows,
         "not_run": not_run,
         # stages of this run that failed (and those that needed them): their artifacts are not measured
@@ -248,27 +275,9 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     (ctx.out_dir / "report.json").write_text(json.dumps(report, indent=2))
-    raw = {f"{rows[i]['artifact']}@{rows[i]['target']}:{kind}": [round(x, 4) for x in v]
-           for (i, kind), v in times.items()}
+    raw = {f"{rows[i]['artifact']}@{rows[i]['target']}:{kind}": [round(v, 4) for v in ms]
+           for (i, kind), ms in timing.times.items()}
     (ctx.out_dir / "timings.json").write_text(json.dumps(raw))
-    return ctx.artifact("report", file="report.json", meta={"rows": len(rows)})
-
-
-# ----------------------------------------------------------------------------------------------- helpers
-
-
-BUSY_SHARE = 0.10    # other processes (or hypervisor steal) used more than this share of the CPU while timing
-
-
-def _load() -> float:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return 0.0
-
-
-def _rounded(d: dict) -> dict:
-    return {k: round(v, 4) for k, v in d.items()}
 
 
 def torch_ancestor(artifact):
@@ -291,51 +300,3 @@ def count_model(task, artifact, max_len: int) -> dict:
     names = TorchSession(model, 1).input_names
     feed = {k: torch.from_numpy(v) for k, v in task.dummy_inputs(names, 1, max_len, artifact.path).items()}
     return {"params": count_params(model), "macs": count_macs(model, feed)}
-
-
-def _compare(rows: list[dict], reference: str | None = None) -> None:
-    """speedup_vs_reference and accuracy_delta_vs_reference (points) against a pytorch row: the
-    `reference` artifact's, else the row's own torch model's, else the first."""
-    torch_rows = [r for r in rows if r["target"] == "pytorch"]
-    fixed = next((t for t in torch_rows if t["artifact"] == reference), None) if reference else None
-    for r in rows:
-        ref = fixed or next((t for t in torch_rows if t["key"] == r["torch_source"]),
-                            torch_rows[0] if torch_rows else None)
-        if ref is None:
-            r.update(reference=None, speedup_vs_reference=None, accuracy_delta_vs_reference=None)
-            continue
-        r["reference"] = f"{ref['artifact']}@{ref['target']}"
-        r["speedup_vs_reference"] = round(ref["latency_ms"]["p50"] / r["latency_ms"]["p50"], 3)
-        r["accuracy_delta_vs_reference"] = round(100 * (r["accuracy"] - ref["accuracy"]), 2)
-
-
-INT8_PAYS = 1.15    # an INT8 row at most 1/1.15 of its FP32 row's p50 on the same target pays for its accuracy risk
-
-
-def int8_gains(rows: list[dict]) -> None:
-    """int8_speedup_vs_fp32: the p50 of the FP32 row of the same torch model on the same target divided
-    by this INT8 row's p50; int8_pays false when it is below INT8_PAYS (on x86 CPUs without VNNI
-    ONNX Runtime INT8 measured no faster than FP32). None where there is no such FP32 row."""
-    for r in rows:
-        if r["precision"] != "int8":
-            continue
-        fp32 = [f for f in rows if f["target"] == r["target"] and f["precision"] in ("fp32", "bf16")
-                and f["torch_source"] == r["torch_source"] and f.get("latency_ms")]
-        if not fp32:
-            r.update(int8_speedup_vs_fp32=None, int8_pays=None)
-            continue
-        best = min(fp32, key=lambda f: f["latency_ms"]["p50"])
-        ratio = best["latency_ms"]["p50"] / r["latency_ms"]["p50"]
-        r.update(int8_speedup_vs_fp32=round(ratio, 3), int8_fp32_row=best["artifact"], int8_pays=ratio >= INT8_PAYS)
-        if ratio < INT8_PAYS:
-            log.warning("%s on %s: INT8 is %.2fx the FP32 row %s (p50 %.2f vs %.2f ms): it buys no speed on this "
-                        "target", r["artifact"], r["target"], ratio, best["artifact"], r["latency_ms"]["p50"],
-                        best["latency_ms"]["p50"])
-
-
-def summary(r: dict) -> str:
-    sp = f" ({r['speedup_vs_reference']:.2f}x)" if r.get("speedup_vs_reference") else ""
-    rss = f", peak RSS {r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") else ""
-    return (f"{r['artifact']} on {r['target']} ({r['precision']}): acc {100 * r['accuracy']:.2f}%, "
-            f"p50 {r['latency_ms']['p50']:.2f} ms{sp}, fixed p50 {r['latency_fixed_ms']['p50']:.2f} ms, "
-            f"{r['throughput_sps']:.0f} samples/s, {r['size_mb']:.1f} MB{rss}")

@@ -11,7 +11,8 @@ ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", 
 
 
 @lru_cache(maxsize=1)
-def _cpuinfo() -> tuple[str, tuple[str, ...]]:
+def cpu_info() -> tuple[str, tuple[str, ...]]:
+    """(CPU model name, the ISA_FLAGS this CPU has) from /proc/cpuinfo (platform's names where unreadable)."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo") as fh:
@@ -42,7 +43,7 @@ def cpu_flags() -> tuple[str, ...]:
 
 def host_fingerprint(stable: bool = False) -> dict:
     """The machine. `stable=True` leaves out anything that changes between runs on one machine."""
-    model, flags = _cpuinfo()
+    model, flags = cpu_info()
     fp = {"cpu": model, "isa": list(flags), "cores": os.cpu_count(), "machine": platform.machine(),
           "python": platform.python_version()}
     if not stable:

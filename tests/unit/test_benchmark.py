@@ -139,8 +139,8 @@ def test_report_written_to_run_dir(bench):
 
 def test_sessions_agree_on_real_inputs(bench):
     """The targets' sessions give the same logits for the same encoded batch (FP32)."""
-    from edgeft.tasks import get_task
     from edgeft.targets import target_module
+    from edgeft.tasks import get_task
 
     result, _ = bench
     task = get_task("text-classification")
@@ -154,7 +154,7 @@ def test_sessions_agree_on_real_inputs(bench):
 
 
 def test_reference_artifact_sets_every_rows_baseline():
-    from edgeft.stages.benchmark import _compare
+    from edgeft.rows import compare_to_reference
 
     def row(artifact, target, key, source, p50, acc):
         return {"artifact": artifact, "target": target, "key": key, "torch_source": source,
@@ -162,9 +162,9 @@ def test_reference_artifact_sets_every_rows_baseline():
 
     rows = [row("teacher", "pytorch", "T", "T", 12.0, 0.84), row("student", "pytorch", "S", "S", 6.0, 0.83),
             row("student-int8", "cpu", "Q", "S", 1.5, 0.825)]
-    _compare(rows)                                 # default: each row's own torch model
+    compare_to_reference(rows)                                 # default: each row's own torch model
     assert rows[2]["reference"] == "student@pytorch" and rows[2]["speedup_vs_reference"] == 4.0
-    _compare(rows, reference="teacher")            # the dense teacher: what pruning bought
+    compare_to_reference(rows, reference="teacher")            # the dense teacher: what pruning bought
     assert rows[2]["reference"] == "teacher@pytorch" and rows[2]["speedup_vs_reference"] == 8.0
     assert rows[1]["accuracy_delta_vs_reference"] == -1.0
 
@@ -179,3 +179,38 @@ def test_reference_must_be_a_benchmarked_artifact_on_pytorch():
     with pytest.raises(RecipeError) as e:
         validate_recipe(small_recipe(stages=stages), check_data=False)
     assert any(p == "stages[2].reference" and "not one of" in r for p, r in e.value.problems)
+
+
+def test_bench_inputs_batches_samples_and_shapes():
+    """The shared input encoding (stage and compare_peers): accuracy batches sorted by the task's own
+    lengths, batch-1 requests at their own length, the fixed request padded to `fixed_length`,
+    throughput batches padded to their longest; the seeded draws the stage always made."""
+    from edgeft.targets.inputs import encode_bench_inputs, sample_indices
+
+    class Task:     # a "token" per character, truncated at max_length
+        @staticmethod
+        def example_lengths(proc, items, max_length):
+            return np.array([min(len(x), max_length) for x in items])
+
+        @staticmethod
+        def encode(proc, items, max_length, pad_to_max=False):
+            n = max_length if pad_to_max else max(min(len(x), max_length) for x in items)
+            return {"input_ids": np.array([[len(x)] * n for x in items], dtype=np.int64)}
+
+    items = ["x" * n for n in (5, 1, 9, 3, 12, 2, 7)]
+    rng = np.random.default_rng(7)
+    want_lat = rng.choice(len(items), size=4, replace=False)
+    want_tp = np.resize(rng.permutation(len(items)), 3 * 3)
+    lat_idx, tp_idx = sample_indices(len(items), 7, latency_samples=4, tp_batch_size=3, tp_batches=3)
+    assert (lat_idx == want_lat).all() and (tp_idx == want_tp).all() and len(set(lat_idx)) == 4
+    assert len(sample_indices(len(items), 7, 100, 3, 3)[0]) == len(items)       # capped at the split
+
+    x = encode_bench_inputs(Task, None, items, 10, lat_idx, tp_idx, 3, fixed_length=16, eval_batch_size=3)
+    assert x.lengths.tolist() == [5, 1, 9, 3, 10, 2, 7]
+    assert [ix.tolist() for ix, _ in x.evals] == [[1, 5, 3], [0, 6], [2, 4]]       # sorted by length, 3 batches
+    assert [b["input_ids"].shape for _, b in x.evals] == [(3, 3), (2, 7), (2, 10)]
+    assert [b["input_ids"].shape for b in x.real] == [(1, x.lengths[i]) for i in lat_idx]
+    assert x.real_lengths.tolist() == x.lengths[lat_idx].tolist()
+    assert x.fixed["input_ids"].shape == (1, 16) and x.fixed["input_ids"][0, 0] == len(items[lat_idx[0]])
+    assert [b["input_ids"].shape for b in x.tp] == [(3, n) for n in x.tp_lengths]
+    assert x.tp_lengths == [int(x.lengths[ix].max()) for ix in np.array_split(tp_idx, 3)]

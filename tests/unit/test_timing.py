@@ -77,3 +77,59 @@ def test_others_cpu_share():
     sum(range(200_000))
     b = cpu_snapshot()
     assert 0.0 <= others_cpu_share(a, b, 2) <= 1.0 and b[2] >= a[2]
+
+
+def test_time_rows_blocks_warmup_and_order(monkeypatch):
+    """The benchmark protocol: per row a real, a fixed and a tp block; warm-up real=warmup,
+    fixed=min(warmup, fixed_runs), tp=1; rounds rotate over all blocks; CPU share and load recorded."""
+    import edgeft.ops.timing as timing
+    from edgeft.ops.timing import TimedRow, time_rows
+
+    calls = []
+    rows = [TimedRow(lambda f, n=n: calls.append((n, f)), real=["r0", "r1", "r2"], fixed="F", tp=["t0", "t1"])
+            for n in ("a", "b")]
+    snaps = iter([(0.0, 0.0, 0.0), (10.0, 12.0, 4.0)])       # others used 8 of 2 cores x 10 s
+    monkeypatch.setattr(timing, "cpu_snapshot", lambda: next(snaps))
+    monkeypatch.setattr(timing.os, "cpu_count", lambda: 2)
+    loads = iter([1.5, 2.25])
+    monkeypatch.setattr(timing, "load_avg", lambda: next(loads))
+    blocks = []
+    t = time_rows(rows, rounds=2, warmup=4, fixed_runs=2, on_block=lambda r, name: blocks.append((r, name)))
+    warm, timed = calls[:2 * (4 + 2 + 1)], calls[2 * (4 + 2 + 1):]
+    assert warm[:7] == [("a", "r0"), ("a", "r1"), ("a", "r2"), ("a", "r0"), ("a", "F"), ("a", "F"), ("a", "t0")]
+    assert [n for n, _ in warm[7:]] == ["b"] * 7
+    names = [(i, k) for i in (0, 1) for k in ("real", "fixed", "tp")]
+    assert list(t.times) == names
+    assert [b for r, b in blocks if r == 0] == names and [b for r, b in blocks if r == 1] == names[1:] + names[:1]
+    assert timed[:7] == [("a", "r0"), ("a", "r1"), ("a", "r2"), ("a", "F"), ("a", "F"), ("a", "t0"), ("a", "t1")]
+    assert {k: len(v) for k, v in t.times.items()} == {(i, k): 2 * n for i in (0, 1)
+                                                       for k, n in (("real", 3), ("fixed", 2), ("tp", 2))}
+    assert t.others_cpu_share == 0.4 and t.busy and t.cores == 2 and t.load_avg_1min == [1.5, 2.25]
+    # the fixed block never warms up more than it runs; the throughput block always warms up once
+    monkeypatch.setattr(timing, "cpu_snapshot", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(timing, "load_avg", lambda: 0.0)
+    for warmup, fixed_runs, warm in ((3, 1, ["r0", "r1", "r2", "F", "t0"]), (0, 5, ["t0"])):
+        calls.clear()
+        t = time_rows(rows[:1], rounds=1, warmup=warmup, fixed_runs=fixed_runs)
+        assert [f for _, f in calls] == warm + ["r0", "r1", "r2"] + ["F"] * fixed_runs + ["t0", "t1"]
+        assert not t.busy and t.others_cpu_share == 0.0
+
+
+def test_row_figures():
+    from edgeft.ops.timing import BUSY_SHARE, Timing, row_figures
+
+    f = row_figures([1.0, 2.0, 3.0, 4.0], [5.123456, 5.123456], [500.0, 250.0, 500.0, 250.0], [32, 16])
+    assert f["latency_ms"] == {"p50": 2.5, "p90": 3.7, "p99": 3.97, "mean": 2.5}
+    assert f["latency_fixed_ms"] == {"p50": 5.1235, "p90": 5.1235, "p99": 5.1235, "mean": 5.1235}
+    assert f["throughput_sps"] == round(96 / 1.5, 2) == 64.0
+    assert list(f) == ["latency_ms", "latency_fixed_ms", "throughput_sps"]
+    with pytest.raises(ValueError):
+        row_figures([1.0], [1.0], [1.0, 2.0, 3.0], [8, 8])        # not whole rounds of the batches
+    assert not Timing({}, BUSY_SHARE, [0.0, 0.0], 1).busy
+
+
+def test_batch_size_and_load():
+    from edgeft.ops.timing import batch_size, load_avg
+
+    assert batch_size({"input_ids": np.zeros((7, 3)), "attention_mask": np.zeros((7, 3))}) == 7
+    assert load_avg() >= 0.0
