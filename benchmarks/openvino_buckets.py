@@ -54,7 +54,7 @@ def main(argv=None):
             m.reshape({n: [1, b] for n in names})
             fixed[b] = compile_model(m, args.threads).create_infer_request()
 
-        def bucketed(f):
+        def bucketed(f, fixed=fixed, names=names):   # called at once (map below); bound anyway
             length = f["input_ids"].shape[1]
             b = next(x for x in BUCKETS if x >= length)
             return fixed[b], {n: np.pad(f[n], ((0, 0), (0, b - length))) for n in names}

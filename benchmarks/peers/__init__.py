@@ -52,8 +52,8 @@ def build_once(folder: Path, build: Callable[[Path], None], rebuild: bool = Fals
     return folder, time.perf_counter() - t0, False
 
 
-from .optimum_ort import ort_fp32, ort_int8_dynamic  # noqa: E402
 from .openvino_nncf import openvino_fp32, openvino_nncf_int8  # noqa: E402
+from .optimum_ort import ort_fp32, ort_int8_dynamic  # noqa: E402
 from .pytorch import pytorch_fp32  # noqa: E402
 
 PEERS: dict[str, Callable[..., Built]] = {

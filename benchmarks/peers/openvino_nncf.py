@@ -18,8 +18,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from edgeft.targets.openvino_cpu import OvSession
 
 from . import Built, build_once
@@ -103,8 +101,8 @@ def openvino_nncf_int8(*, model_dir: Path, work: Path, threads: int, built: dict
     info["nncf"] = nncf.__version__
     info["calibration_samples"] = len(calib)
     float_ops = ", float ops in bf16 on this CPU" if _runs_bf16(info) else ""
-    return Built("openvino-nncf-int8", f"OpenVINO + NNCF PTQ INT8 ({len(calib)} calibration samples{float_ops})", "int8",
-                 "openvino", path, sess,
+    return Built("openvino-nncf-int8", f"OpenVINO + NNCF PTQ INT8 ({len(calib)} calibration samples{float_ops})",
+                 "int8", "openvino", path, sess,
                  how=f"nncf.quantize(ov_model, nncf.Dataset({len(calib)} train sentences at own length), "
                      f"subset_size={len(calib)}, model_type=nncf.ModelType.TRANSFORMER); "
                      + COMPILE.format(threads=threads),
