@@ -9,7 +9,7 @@ about: relative error of int8 full-range, 7-bit (reduce_range) and uint8 (zero p
 Run it natively (all exact on VNNI/AMX) and under `qemu-x86_64 -cpu Haswell` (full range saturates).
 
 RUN_DIR: every INT8 ONNX artifact of a finished run, plus a uint8-weight copy of each int8 one
-(ops.quantization.weights_to_uint8), runs natively and under emulated Haswell on real validation
+(ops.qdq.weights_to_uint8), runs natively and under emulated Haswell on real validation
 samples; prints agreement and max |Δlogit| of emulated AVX2 vs native, and vs the FP32 source.
 Emulation is for numbers only, never for timing (it is ~50x slower). OpenVINO does not run under
 qemu-user (it crashed with SIGSEGV here), so its AVX2 path is not checked by this script.
@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))     # run as a script from a checkout
+ROOT = Path(__file__).resolve().parents[1]     # the checkout: recipe paths resolve from here
 
 
 def micro() -> dict:
@@ -73,7 +72,7 @@ def run_models(models: list[str], feeds_npz: str, out_npz: str) -> None:
 
 def check_run(run_dir: Path, samples: int, stages: list[str] | None) -> list[dict]:
     from edgeft.artifact import Artifact
-    from edgeft.ops.quantization import weights_to_uint8
+    from edgeft.ops.qdq import weights_to_uint8
     from edgeft.recipe import validate_recipe
     from edgeft.run_state import read_run_state
     from edgeft.tasks import get_task
@@ -89,11 +88,13 @@ def check_run(run_dir: Path, samples: int, stages: list[str] | None) -> list[dic
     models, labels, fp32_models = [], [], {}
     for n in int8:
         a = arts[n]
-        models.append(str(a.main_path)); labels.append((n, "as stored"))
+        models.append(str(a.main_path))
+        labels.append((n, "as stored"))
         if a.meta.get("int8_format", {}).get("ort_weights", "int8") == "int8":
             u8 = tmp / f"{n}-u8.onnx"
             if weights_to_uint8(a.main_path, u8)["weights_to_uint8"]:      # QDQ models (dynamic INT8 has no DQ)
-                models.append(str(u8)); labels.append((n, "uint8 copy"))
+                models.append(str(u8))
+                labels.append((n, "uint8 copy"))
         src = next((x for x in arts.values() if x.key in a.parents), None)
         if src is not None:
             fp32_models[n] = str(src.main_path)      # run natively only: the FP32 reference
@@ -149,8 +150,9 @@ def main(argv=None) -> int:
         raise SystemExit("needs qemu-user: apt-get install qemu-user")
     rows = check_run(Path(a.run_dir), a.samples, a.stages.split(",") if a.stages else None)
     print(json.dumps(rows, indent=2) if a.json else "\n".join(
-        f"{r['stage']:22s} {r['weights']:11s} n={r['samples']} AVX2 vs native: max |Δ| {r['avx2_vs_native_max_abs_diff']:.4f}, "
-        f"agreement {r['avx2_vs_native_agreement']:.4f}; vs FP32: AVX2 {r.get('avx2_vs_fp32_agreement', float('nan')):.4f}, "
+        f"{r['stage']:22s} {r['weights']:11s} n={r['samples']} AVX2 vs native: max |Δ| "
+        f"{r['avx2_vs_native_max_abs_diff']:.4f}, agreement {r['avx2_vs_native_agreement']:.4f}; "
+        f"vs FP32: AVX2 {r.get('avx2_vs_fp32_agreement', float('nan')):.4f}, "
         f"native {r.get('native_vs_fp32_agreement', float('nan')):.4f}" for r in rows))
     return 0
 

@@ -48,7 +48,7 @@ def main(argv=None):
 
     from edgeft.models import resolve_source
     from edgeft.ops import onnx_export as ox
-    from edgeft.ops.quantization import quantize_dynamic_int8
+    from edgeft.ops.ort_quantization import quantize_dynamic_int8
     from edgeft.ops.timing import interleaved_latencies, percentiles
     from edgeft.recipe import load_recipe
     from edgeft.targets.ort_cpu import PROVIDER, session_options

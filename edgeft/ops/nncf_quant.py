@@ -8,8 +8,8 @@ calibration set of real inputs (each at its own length), `model_type=TRANSFORMER
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

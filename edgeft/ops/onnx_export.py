@@ -120,15 +120,19 @@ def optimize_transformer(src: str | Path, dst: str | Path, model_type: str = "be
     return stats
 
 
-def session(path: str | Path, threads: int | None = None):
-    """A CPU ONNX Runtime session with every graph optimization (as a user would run it)."""
+def session(path: str | Path, threads: int | None = None, optimize: bool = True):
+    """A CPU ONNX Runtime session with every graph optimization (as a user would run it), or with
+    `optimize=False` none: each op computed as the ONNX spec defines it, no fusion into integer
+    kernels, so the result does not depend on which kernels this CPU has (graph rewrites are checked
+    that way)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else
+                                     ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 

@@ -1,10 +1,18 @@
 """Parity between a source model and its export: figures from two logits arrays, and the gate.
 
-`compare_logits` turns (reference, candidate) logits into figures; `parity_gate` checks the figures
-against the limits and raises ExportParityError listing every failed check with its numbers.
+`compare_logits` / `compare_runs` turn (reference, candidate) logits into figures; `output_failures`
+checks output names and shapes; `parity_gate` checks the figures against the limits and raises
+ExportParityError listing every failed check with its numbers. `check_parity` is all of them in the
+order every export and quantization path needs (run the candidate on the parity feeds, compare,
+check names and shapes, report, gate): the one call a stage, a new export format or a remote device
+makes with its reference logits, its candidate and its `ParityLimits`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -108,3 +116,51 @@ def compare_runs(reference: list, candidate: list, atol: float | None = None,
     ref = np.concatenate([np.reshape(r, (-1, np.shape(r)[-1])) for r, _ in pairs])
     cand = np.concatenate([np.reshape(c, (-1, np.shape(c)[-1])) for _, c in pairs])
     return compare_logits(ref, cand, atol, rtol), shapes
+
+
+@dataclass(frozen=True)
+class ParityLimits:
+    """What a candidate must meet. `max_abs_diff`: a ceiling on max |Δlogit| (None: none); with
+    `rtol` it is the absolute part of the allclose-style bound |Δ| <= max_abs_diff + rtol x the
+    sample's max |logit| (see compare_logits). `min_agreement`: the argmax agreement floor."""
+    max_abs_diff: float | None = None
+    min_agreement: float | None = None
+    rtol: float | None = None
+
+    def meta(self) -> dict:
+        """The limits as the stages record them (`parity_limits`): rtol only where it applies."""
+        return {"max_abs_diff": self.max_abs_diff, **({"rtol": self.rtol} if self.rtol is not None else {}),
+                "min_agreement": self.min_agreement}
+
+
+class ParityResult(NamedTuple):
+    figures: dict              # compare_runs' figures, as checked
+    candidate: list            # the candidate's logits, one array per feed
+
+
+def check_parity(what: str, reference: list, candidate: Callable | list, limits: ParityLimits, *,
+                 feeds: Sequence | None = None, output_names: Sequence[str] | None = None,
+                 expected_names: Sequence[str] | None = None,
+                 report: Callable[[dict, list], None] | None = None) -> ParityResult:
+    """The parity gate of every export and quantization path.
+
+    `reference`: the source's logits, one array per feed; `candidate`: the candidate's logits in the
+    same order, or a callable feed -> logits run on each of `feeds`. `output_names` (the candidate's)
+    must equal `expected_names` when both are given, and every run's shape must equal the
+    reference's. `report(figures, candidate logits)` is called before the gate, so a stage's log
+    line is written whether or not the candidate passes. Raises ExportParityError (labelled `what`)
+    listing every failure; returns (figures, candidate logits)."""
+    if callable(candidate):
+        if feeds is None:
+            raise ValueError("check_parity: a candidate runner needs the feeds to run it on")
+        candidate = [candidate(f) for f in feeds]
+    candidate = list(candidate)
+    allclose = limits.rtol is not None and limits.max_abs_diff is not None
+    figures, shapes = compare_runs(reference, candidate, limits.max_abs_diff if allclose else None,
+                                   limits.rtol if allclose else 0.0)
+    names = (output_names, expected_names) if output_names is not None and expected_names is not None else ((), ())
+    failures = output_failures(*names, shapes)
+    if report is not None:
+        report(figures, candidate)
+    parity_gate(what, figures, limits.max_abs_diff, limits.min_agreement, failures)
+    return ParityResult(figures, candidate)

@@ -1,4 +1,4 @@
-"""Timing: interleaved repetitions and percentiles. Plain functions, no models needed to test them.
+"""The benchmark timing core: interleaved repetitions, warm-up, percentiles, throughput, busy check.
 
 `interleaved_latencies` runs several "rows" (e.g. one per artifact x target session), each a list of
 zero-argument calls (one per request). Every round runs every row's whole list, rows in a rotated

@@ -1,4 +1,4 @@
-"""Training helpers: plain functions on modules (no config objects).
+"""Which parameters train: find a transformer's layer stack, freeze embeddings or layers, count parameters.
 
 `encoder_layers` finds a transformer's stack of layers without knowing the architecture;
 `freeze` turns off gradients for the embeddings and/or the first N layers.

@@ -65,3 +65,11 @@ def isa_warnings(isa: str) -> list[tuple[str, str]]:
         return []
     return [("isa", f"INT8 made for {isa} (class {cls}) on this {host}-class machine: the format is {cls}'s, but the "
                     f"parity gate runs on this machine's kernels; benchmark it on the device itself")]
+
+
+def with_int8_isa(key_config: dict, isa: str) -> dict:
+    """An INT8 stage's cache key config plus the CPU class its format is for: with `isa: auto` the format
+    depends on this machine's class, so a machine of another class makes (and keys) its own."""
+    from ..isa import resolve
+
+    return {**key_config, "int8_isa": resolve(isa)[0]}

@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt
 
-from .base import StageConfig
 from ..schema import Strict
+from .base import StageConfig
 
 log = logging.getLogger("edgeft")
 
@@ -61,7 +61,7 @@ def run(cfg: ExportConfig, inputs: dict, ctx):
     import torch
 
     from ..ops import onnx_export as ox
-    from ..ops.parity import compare_runs, output_failures, parity_feeds, parity_gate
+    from ..ops.parity import ParityLimits, check_parity, parity_feeds
 
     task, src = ctx.task, inputs.get("input")
     splits = ctx.splits()
@@ -87,6 +87,7 @@ def run(cfg: ExportConfig, inputs: dict, ctx):
     reference = [task.torch_forward(model, f) for f in feeds]
     tol = cfg.parity.max_abs_diff or task.FP32_TOLERANCE
     rtol = task.FP32_RTOL if cfg.parity.rtol is None else cfg.parity.rtol
+    limits = ParityLimits(max_abs_diff=tol, rtol=rtol, min_agreement=cfg.parity.min_agreement)
 
     work = ctx.out_dir / ".work"
     plain = work / "model.onnx"
@@ -95,16 +96,17 @@ def run(cfg: ExportConfig, inputs: dict, ctx):
 
     def gate(path, what):
         sess = ox.session(path)
-        _, outs = ox.io_names(sess)
         pick = ox.output_index(sess, task.OUTPUT_NAMES[0])
-        cand = [ox.run_session(sess, f)[pick] for f in feeds]
-        figures, shapes = compare_runs(reference, cand, tol, rtol)
-        failures = output_failures(outs, task.OUTPUT_NAMES, shapes)
-        log.info("export: parity of %s on %d validation samples + %d batch-1 runs: max |Δlogit| %.2e (relative "
-                 "%.2e, %.0f%% of the bound), agreement %.4f", what, n, len(feeds) - n_batched, figures["max_abs_diff"],
-                 figures["max_rel_diff"], 100 * figures["tolerance_used"], figures["agreement"])
-        parity_gate(f"{ctx.stage_name}: {what}", figures, tol, cfg.parity.min_agreement, failures)
-        return figures, cand
+
+        def report(figures, _):
+            log.info("export: parity of %s on %d validation samples + %d batch-1 runs: max |Δlogit| %.2e (relative "
+                     "%.2e, %.0f%% of the bound), agreement %.4f", what, n, len(feeds) - n_batched,
+                     figures["max_abs_diff"], figures["max_rel_diff"], 100 * figures["tolerance_used"],
+                     figures["agreement"])
+
+        return check_parity(f"{ctx.stage_name}: {what}", reference, lambda f: ox.run_session(sess, f)[pick], limits,
+                            feeds=feeds, output_names=ox.io_names(sess)[1], expected_names=task.OUTPUT_NAMES,
+                            report=report)
 
     plain_figures, cand = gate(plain, "ONNX export")
     fusions: dict = {}
@@ -135,7 +137,7 @@ def run(cfg: ExportConfig, inputs: dict, ctx):
         "precision": "fp32", "torch_source": torch_source, "opset": cfg.opset, "inputs": names,
         "exporter": f"torch.onnx TorchScript tracer (torch {torch.__version__})",
         "optimized": cfg.optimize, "fusions": fusions,
-        "parity": figures, "parity_limits": {"max_abs_diff": tol, "rtol": rtol, "min_agreement": cfg.parity.min_agreement},
+        "parity": figures, "parity_limits": limits.meta(),
         "parity_batch1_runs": len(feeds) - n_batched,
         "val_accuracy_fp32": task.metrics(ref_logits, labels)["accuracy"],
         "val_accuracy_onnx": task.metrics(cand_logits, labels)["accuracy"],

@@ -89,7 +89,8 @@ class BucketedOvSession(OvSession):
             import logging
             logging.getLogger("edgeft").warning(
                 "%s on %s: the static [1, %d] model differs from the dynamic one by %.3g (bound %.3g) on this CPU: "
-                "requests of that bucket run with dynamic shapes", self.name or "model", self.target, bucket, diff, bound)
+                "requests of that bucket run with dynamic shapes", self.name or "model", self.target, bucket, diff,
+                bound)
         return ok
 
     def run_feed(self, feed: dict[str, np.ndarray]) -> np.ndarray:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import small_recipe
 from edgeft.errors import ExportParityError
 from edgeft.recipe import validate_recipe
 from edgeft.runner import plan, run_recipe
+from tests.conftest import small_recipe
 
 EXPORT = {"name": "onnx", "type": "export", "optimize": True, "parity": {"samples": 64}}
 

@@ -51,7 +51,7 @@ def isa_runs(runs, manifest, probe_model):  # noqa: F811
 
 
 def test_avx2_static_int8_is_the_same_numbers_in_uint8(isa_runs):
-    from edgeft.ops.quantization import integer_weight_types
+    from edgeft.ops.onnx_graph import integer_weight_types
 
     vnni, avx2 = isa_runs["static-vnni"], isa_runs["static-avx2"]
     assert vnni.meta["int8_format"]["isa"] == "vnni" and avx2.meta["int8_format"]["isa"] == "avx2"
@@ -70,7 +70,7 @@ def test_avx2_static_int8_is_the_same_numbers_in_uint8(isa_runs):
 
 
 def test_avx2_dynamic_int8_uses_uint8_weights(isa_runs):
-    from edgeft.ops.quantization import integer_weight_types
+    from edgeft.ops.onnx_graph import integer_weight_types
 
     art = isa_runs["dyn-avx2"]
     assert integer_weight_types(art.main_path).get("uint8", 0) > 0 and art.meta["int8_format"]["saturating"]
@@ -82,7 +82,7 @@ def test_weights_to_uint8_is_exact_and_a_changed_copy_is_not(isa_runs, tmp_path)
     from onnx import numpy_helper
 
     from edgeft.ops import onnx_export as ox
-    from edgeft.ops.quantization import weights_to_uint8
+    from edgeft.ops.qdq import weights_to_uint8
     from edgeft.tasks import text_classification as task
 
     src = isa_runs["static-vnni"].main_path
@@ -116,8 +116,9 @@ def test_uint8_weights_do_not_saturate_on_an_emulated_avx2_cpu():
 
     from tests.conftest import ROOT
 
-    out = subprocess.run(["qemu-x86_64", "-cpu", "Haswell", sys.executable, str(ROOT / "benchmarks" / "int8_isa_check.py"),
-                          "--micro", "--json"], capture_output=True, text=True, timeout=300)
+    script = str(ROOT / "benchmarks" / "int8_isa_check.py")
+    out = subprocess.run(["qemu-x86_64", "-cpu", "Haswell", sys.executable, script, "--micro", "--json"],
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["int8 full range"] > 0.01            # saturated: a large relative error

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from edgeft.errors import ExportParityError
-from edgeft.ops.parity import compare_logits, compare_runs, output_failures, parity_feeds, parity_gate
+from edgeft.ops.parity import (
+    ParityLimits,
+    check_parity,
+    compare_logits,
+    compare_runs,
+    output_failures,
+    parity_feeds,
+    parity_gate,
+)
 
 
 def _logits(n=50, k=3, seed=0):
@@ -117,3 +127,81 @@ def test_allclose_bound_scales_with_the_logits():
     mixed = np.concatenate([big[:1], small[1:]])
     h = compare_logits(mixed, mixed + np.float32(1.5e-4), atol=1e-4, rtol=1e-4)
     assert h["tolerance_used"] > 1.0
+
+
+# ----------------------------------------------------------------------------- check_parity: the one gate
+
+def _runs(seed=0):
+    return [_logits(32, 3, seed), _logits(5, 3, seed + 1), _logits(1, 3, seed + 2)]
+
+
+def test_check_parity_passes_identical_logits_and_returns_figures_and_candidate():
+    ref = _runs()
+    feeds = [{"i": i} for i in range(len(ref))]
+    seen = []
+
+    def runner(feed):                       # a candidate runtime: feed -> logits
+        seen.append(feed["i"])
+        return ref[feed["i"]].copy()
+
+    reported = []
+    figures, cand = check_parity("x", ref, runner, ParityLimits(1e-6, 1.0), feeds=feeds, output_names=["logits"],
+                                 expected_names=["logits"], report=lambda f, c: reported.append((f, len(c))))
+    assert seen == [0, 1, 2] and len(cand) == 3
+    assert figures["max_abs_diff"] == 0.0 and figures["agreement"] == 1.0 and figures["n"] == 38
+    assert reported == [(figures, 3)]
+    # precomputed candidate logits give the same figures
+    assert check_parity("x", ref, [r.copy() for r in ref], ParityLimits(1e-6, 1.0)).figures == figures
+
+
+def test_check_parity_fails_on_an_output_name_mismatch():
+    ref = _runs()
+    with pytest.raises(ExportParityError) as e:
+        check_parity("my-export", ref, [r.copy() for r in ref], ParityLimits(1e-4, 0.99),
+                     output_names=["output_0"], expected_names=["logits"])
+    assert "my-export" in str(e.value)
+    assert e.value.failures == ["output names are ['output_0'], expected ['logits']"]
+
+
+def test_check_parity_fails_on_a_shape_mismatch():
+    ref = _runs()
+    cand = [ref[0].copy(), _logits(5, 2, 9), ref[2].copy()]        # one run lost a class
+    with pytest.raises(ExportParityError) as e:
+        check_parity("x", ref, cand, ParityLimits(1e-4, 0.99), output_names=["logits"], expected_names=["logits"])
+    assert len(e.value.failures) == 1 and "(5, 2)" in e.value.failures[0] and "1 of 3" in e.value.failures[0]
+    assert e.value.figures["n"] == 33                                # the matching runs are still compared
+
+
+def test_check_parity_fails_below_the_agreement_floor_and_lists_every_failure():
+    ref = _runs()
+    cand = [r.copy() for r in ref]
+    cand[0][:8] = -cand[0][:8]               # argmax flips on (most of) 8 of 38 rows
+    reported = []
+    with pytest.raises(ExportParityError) as e:
+        check_parity("x", ref, cand, ParityLimits(max_abs_diff=None, min_agreement=0.99), output_names=["out"],
+                     expected_names=["logits"], report=lambda f, c: reported.append(f))
+    figures = e.value.figures
+    assert figures["agreement"] < 0.99 and reported == [figures]   # reported before the gate raised
+    assert len(e.value.failures) == 2
+    assert "output names" in e.value.failures[0] and f"{figures['agreement']:.4f}" in e.value.failures[1]
+    # no ceiling on |Δlogit| and a floor it meets: the same logits pass
+    check_parity("x", ref, cand, ParityLimits(max_abs_diff=None, min_agreement=0.5))
+
+
+def test_check_parity_bound_is_allclose_with_rtol_and_a_plain_ceiling_without():
+    big = [_logits(50, 3) * 20]
+    noisy = [big[0] + np.float32(1.5e-4)]
+    limits = ParityLimits(max_abs_diff=1e-4, min_agreement=1.0, rtol=1e-4)
+    figures, _ = check_parity("cnn", big, noisy, limits)            # small against logits of ~50: passes
+    assert figures["tolerance_used"] < 1.0 and figures["atol"] == 1e-4 and figures["rtol"] == 1e-4
+    assert limits.meta() == {"max_abs_diff": 1e-4, "rtol": 1e-4, "min_agreement": 1.0}
+    ceiling = ParityLimits(max_abs_diff=1e-4, min_agreement=1.0)
+    assert ceiling.meta() == {"max_abs_diff": 1e-4, "min_agreement": 1.0}
+    with pytest.raises(ExportParityError, match=re.escape("max |Δlogit|")) as e:
+        check_parity("int8", big, noisy, ceiling)                   # no rtol: 1e-4 is a hard ceiling
+    assert "tolerance_used" not in e.value.figures
+
+
+def test_check_parity_runner_needs_feeds():
+    with pytest.raises(ValueError, match="feeds"):
+        check_parity("x", _runs(), lambda f: f, ParityLimits())

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from tests.conftest import small_recipe
 from edgeft.errors import RecipeError
 from edgeft.recipe import validate_recipe
 from edgeft.runner import run_recipe
+from tests.conftest import small_recipe
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ def test_folding_weight_quantizers_keeps_every_output(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     from edgeft.ops import onnx_export as ox
-    from edgeft.ops.quantization import fold_weight_quantizers
+    from edgeft.ops.qdq import fold_weight_quantizers
 
     rng = np.random.default_rng(0)
     w, table = rng.normal(size=(6, 8)).astype(np.float32), rng.normal(size=(10, 8)).astype(np.float32)
@@ -117,3 +118,67 @@ def test_folding_weight_quantizers_keeps_every_output(tmp_path):
     ids = {"ids": rng.integers(0, 10, size=(2, 5)).astype(np.int64)}
     before, after = ox.run_session(ox.session(src), ids)[0], ox.run_session(ox.session(dst), ids)[0]
     np.testing.assert_array_equal(before, after)
+
+
+def _qdq_matmul(path, k: int = 64, n: int = 16):
+    """x (float) -> Q/DQ (uint8, scale 0.01) -> MatMul with int8 weights behind DequantizeLinear: the form
+    a QAT export folds to. Optimised, ONNX Runtime runs it as a u8 x s8 integer MatMul, which saturates
+    on x86 without VNNI for activations near 255 and same-sign weights near 127."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).integers(90, 128, size=(k, n)).astype(np.int8)
+    inits = [numpy_helper.from_array(a, name) for a, name in (
+        (w, "wq"), (np.array(0.01, np.float32), "ws"), (np.array(0, np.int8), "wz"),
+        (np.array(0.01, np.float32), "xs"), (np.array(0, np.uint8), "xz"))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"]),
+             helper.make_node("MatMul", ["xd", "wd"], ["logits"])]
+    g = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, k])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, n])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path, w
+
+
+def test_rewrite_check_reads_the_graph_not_this_cpus_kernels(tmp_path):
+    """The folding check compares the two graphs with ONNX Runtime's optimisations off, so a uint8 copy
+    of int8 weights (the same numbers) passes on every CPU. Optimised, the two run different integer
+    kernels: on an AVX2 CPU without VNNI the int8 one saturates (seen natively on an AVX2 EPYC)."""
+    from edgeft.ops import onnx_export as ox
+    from edgeft.ops.qdq import weights_to_uint8
+    from edgeft.stages.qat import rewrite_diff
+
+    int8, w = _qdq_matmul(tmp_path / "int8.onnx")
+    uint8 = tmp_path / "uint8.onnx"
+    assert weights_to_uint8(int8, uint8)["weights_to_uint8"] == 1
+    feeds = [{"x": np.full((1, 64), 2.5, np.float32)}, {"x": np.linspace(0, 2.55, 128, dtype=np.float32)[None, :64]}]
+    assert rewrite_diff(int8, uint8, feeds, "logits") == 0.0
+    # unoptimised is the spec's arithmetic: x quantized to uint8 steps of 0.01, weights w x 0.01
+    reference = ox.run_session(ox.session(int8, optimize=False), feeds[0])[0]
+    assert np.allclose(reference, np.full((1, 64), 2.5) @ (w.astype(np.float64) * 0.01), rtol=1e-5)
+    # optimised, ONNX Runtime fuses both into integer MatMuls: uint8 weights are exact on every CPU, int8
+    # weights saturate exactly where edgeft/isa.py says they do (x86 without VNNI)
+    from edgeft.isa import int8_format
+
+    def optimised(path):
+        return ox.run_session(ox.session(path), feeds[0])[0]
+
+    assert np.abs(optimised(uint8) - reference).max() < 1e-3
+    deviation = np.abs(optimised(int8) - reference).max()
+    if int8_format("auto").saturating:
+        assert deviation > 1.0, f"int8 weights did not saturate on this {int8_format('auto').isa}-class CPU"
+    else:
+        assert deviation < 1e-3
+    broken = tmp_path / "broken.onnx"             # a rewrite that changes the numbers is caught
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(uint8))
+    for t in m.graph.initializer:
+        if t.data_type == onnx.TensorProto.UINT8 and len(t.dims) == 2:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) - 1, t.name))
+    onnx.save(m, str(broken))
+    assert rewrite_diff(int8, broken, feeds, "logits") > 0.1

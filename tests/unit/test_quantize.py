@@ -13,10 +13,10 @@ import re
 import pytest
 import yaml
 
-from tests.conftest import small_recipe
 from edgeft.errors import DataError, ExportParityError, RecipeError
 from edgeft.recipe import validate_recipe
 from edgeft.runner import plan, run_recipe
+from tests.conftest import small_recipe
 
 EXPORT = {"name": "onnx", "type": "export", "optimize": False, "parity": {"samples": 32}}
 PARITY = {"samples": 128, "min_agreement": 0.8}
@@ -188,7 +188,7 @@ def fallback_parts(quantized, manifest, tmp_path_factory):
     import numpy as np
 
     from edgeft.ops import onnx_export as ox
-    from edgeft.ops import quantization as q
+    from edgeft.ops import ort_quantization as oq
     from edgeft.tasks import text_classification as task
 
     fp32 = quantized["onnx"]
@@ -199,10 +199,10 @@ def fallback_parts(quantized, manifest, tmp_path_factory):
     def encode(texts):
         return task.encode(tok, texts, 32)
 
-    pre = q.preprocess(fp32.main_path, work / "pre.onnx")
+    pre = oq.preprocess(fp32.main_path, work / "pre.onnx")
     names, _ = ox.io_names(pre)
-    cache = q.static_calibration(pre, q.calibration_reader(splits.train.items[:32], encode, names, progress=False),
-                                 work / "cal.json")
+    cache = oq.static_calibration(pre, oq.calibration_reader(splits.train.items[:32], encode, names, progress=False),
+                                  work / "cal.json", op_types=task.STATIC_OP_TYPES)
     texts = splits.validation.items[:128]
     feeds = [encode(texts[i:i + 32]) for i in range(0, len(texts), 32)]
 
@@ -210,7 +210,17 @@ def fallback_parts(quantized, manifest, tmp_path_factory):
         sess = ox.session(path)
         return np.concatenate([ox.run_session(sess, f)[ox.output_index(sess, "logits")] for f in feeds])
 
-    return pre, cache, work, logits, q
+    return pre, cache, work, logits
+
+
+def _quantize_static(pre, dst, cache, kept):
+    """Static INT8 of `pre` with the attention-score MatMuls and `kept` in float (the text task's op types)."""
+    from edgeft.ops.onnx_graph import activation_matmuls
+    from edgeft.ops.ort_quantization import quantize_static_int8
+    from edgeft.tasks import text_classification as task
+
+    return quantize_static_int8(pre, dst, cache, nodes_to_exclude=activation_matmuls(pre) + kept,
+                                op_types=task.STATIC_OP_TYPES)
 
 
 def test_float_fallback_keeps_the_most_sensitive_ops_in_float_until_the_drop_is_met(fallback_parts):
@@ -220,16 +230,18 @@ def test_float_fallback_keeps_the_most_sensitive_ops_in_float_until_the_drop_is_
     max_drop sits between the two."""
     import numpy as np
 
-    pre, cache, work, logits, q = fallback_parts
-    candidates = q.weight_nodes(pre)[-8:]
+    from edgeft.ops.fallback import float_fallback
+    from edgeft.ops.onnx_graph import quantization_summary, weight_nodes
+
+    pre, cache, work, logits = fallback_parts
+    candidates = weight_nodes(pre)[-8:]
     assert any("layer.5" in c for c in candidates) and len(candidates) == 8
-    always_float = q.activation_matmuls(pre)
     reference = logits(pre)
     made = []
 
     def quantize(kept, dst=work / "trial.onnx"):
         made.append(list(kept))
-        return q.quantize_static_int8(pre, dst, cache, nodes_to_exclude=always_float + kept)
+        return _quantize_static(pre, dst, cache, kept)
 
     def accuracy(path):
         return float((logits(path).argmax(-1) == reference.argmax(-1)).mean())
@@ -241,7 +253,7 @@ def test_float_fallback_keeps_the_most_sensitive_ops_in_float_until_the_drop_is_
     drop_none = 100 * (1 - accuracy(quantize(candidates)))
     assert drop_none < drop_all                      # keeping these in float does recover agreement
     max_drop = (drop_all + drop_none) / 2
-    kept, rec = q.float_fallback(quantize, candidates, error, accuracy, lambda p: 1.0, 1.0, max_drop, progress=False)
+    kept, rec = float_fallback(quantize, candidates, error, accuracy, lambda p: 1.0, 1.0, max_drop, progress=False)
     assert rec["met"] and rec["val_drop_points_all_int8"] == pytest.approx(drop_all, abs=1e-3)
     ranked = [s["node"] for s in rec["sensitivity"]]
     assert sorted(ranked) == sorted(candidates) and kept == ranked[:len(kept)]   # most sensitive first
@@ -250,22 +262,25 @@ def test_float_fallback_keeps_the_most_sensitive_ops_in_float_until_the_drop_is_
     steps = rec["kept_float"]
     assert [s["node"] for s in steps] == kept and steps[-1]["val_drop_points"] <= max_drop
     assert all(s["val_drop_points"] > max_drop for s in steps[:-1])          # stops at the first that meets it
-    assert q.quantization_summary(quantize(kept))["weight_matmul_float"] == len(kept)
+    assert quantization_summary(quantize(kept))["weight_matmul_float"] == len(kept)
 
 
 def test_float_fallback_says_when_max_drop_cannot_be_met(fallback_parts):
-    pre, cache, work, logits, q = fallback_parts
-    candidates = q.weight_nodes(pre)[:1]
+    from edgeft.ops.fallback import float_fallback
+    from edgeft.ops.onnx_graph import weight_nodes
+
+    pre, cache, work, logits = fallback_parts
+    candidates = weight_nodes(pre)[:1]
     reference = logits(pre).argmax(-1)
 
     def quantize(kept):
-        return q.quantize_static_int8(pre, work / "t2.onnx", cache, nodes_to_exclude=q.activation_matmuls(pre) + kept)
+        return _quantize_static(pre, work / "t2.onnx", cache, kept)
 
     def accuracy(path):      # a metric no INT8 model meets: 1.0 only for the FP32 graph itself
         return 1.0 if path == pre else float((logits(path).argmax(-1) == reference).mean()) - 0.5
 
-    kept, rec = q.float_fallback(quantize, candidates, lambda p: 0.0, accuracy, lambda p: 1.0, 1.0, 1.0,
-                                 progress=False)
+    kept, rec = float_fallback(quantize, candidates, lambda p: 0.0, accuracy, lambda p: 1.0, 1.0, 1.0,
+                               progress=False)
     assert not rec["met"] and kept == candidates and len(rec["kept_float"]) == 1
     assert rec["kept_float"][0]["val_drop_points"] > 1.0
 
@@ -292,7 +307,7 @@ def test_fused_ops_are_detected(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from edgeft.ops.quantization import fused_ops
+    from edgeft.ops.onnx_graph import fused_ops
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8])
