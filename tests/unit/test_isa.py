@@ -125,19 +125,23 @@ def test_uint8_weights_do_not_saturate_on_an_emulated_avx2_cpu():
     assert res["int8 7-bit (reduce_range)"] == 0 and res["uint8 (zero point 128)"] == 0
 
 
-def test_validator_warns_about_int8_for_another_or_a_saturating_cpu(caplog):
+def test_validator_warns_about_int8_for_another_or_a_saturating_cpu(caplog, calibration_manifest):
     from edgeft.isa import host_isa_class
     from edgeft.recipe import validate_recipe
     from tests.conftest import small_recipe
 
     stages = [{"name": "finetune", "type": "finetune"}, {"name": "onnx", "type": "export"},
-              {"name": "q", "type": "quantize", "method": "dynamic", "isa": "avx2"}]
+              {"name": "q", "type": "quantize", "method": "dynamic", "isa": "avx2"},
+              {"name": "s", "type": "quantize", "method": "static", "isa": "avx2", "input": "@onnx",
+               "calibration": str(calibration_manifest)}]
     with caplog.at_level("WARNING", logger="edgeft"):
         r = validate_recipe(small_recipe(stages=stages))
     text = caplog.text
-    assert "about as fast as FP32" in text and "stages[2].isa" in text      # INT8 may buy nothing on AVX2
+    # static INT8 may buy nothing on AVX2; dynamic INT8 measured faster there, so no such warning for it
+    assert "stages[3].isa: static INT8 for an avx2 CPU without VNNI" in text and "no faster than FP32" in text
+    assert "stages[2].isa: dynamic INT8 for an avx2" not in text
     if host_isa_class() != "avx2":                                            # and the gate runs other kernels
-        assert "parity gate runs on this machine's kernels" in text
+        assert "stages[2].isa: INT8 made for avx2" in text and "parity gate runs on this machine's kernels" in text
     # the class is in the key: the same stage for another CPU class is another artifact
     from edgeft.runner import plan
     stages[2]["isa"] = "avx512_vnni"
