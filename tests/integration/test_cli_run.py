@@ -23,6 +23,8 @@ from edgeft.runner import plan
 from edgeft.store import Store
 from tests.conftest import small_recipe
 
+pytestmark = pytest.mark.slow      # real recipes through the CLI and the runner (minutes)
+
 MAJORITY = 0.60      # the larger class is 55-58% of Rotten Tomatoes
 
 

@@ -30,6 +30,8 @@ from edgeft.runner import plan
 from edgeft.store import Store
 from tests.conftest import ROOT, small_recipe
 
+pytestmark = pytest.mark.slow      # real recipes through the CLI and the runner (minutes)
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 KILL_AFTER_S = 0.5      # after a stage logs "running": its temp folder exists and its work has begun
 WAIT_S = 240            # for one log line (a stage start on a loaded 2-core machine)

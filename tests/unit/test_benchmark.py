@@ -82,6 +82,7 @@ def _own_metrics(art, recipe) -> tuple[float, float]:
     return float((pred == labels).mean()), float(np.mean(f1s))
 
 
+@pytest.mark.slow
 def test_rows_fields_and_numbers(bench):
     result, recipe = bench
     ft = result.artifacts["finetune"].meta             # the real finetune stage trained this model
@@ -126,6 +127,7 @@ def test_rows_fields_and_numbers(bench):
     assert len(timings["finetune@pytorch:real"]) == 2 * 20 and len(timings["int8@cpu:fixed"]) == 2 * 5
 
 
+@pytest.mark.slow
 def test_report_written_to_run_dir(bench):
     result, _ = bench
     md = (result.run_dir / "report.md").read_text()
@@ -137,6 +139,7 @@ def test_report_written_to_run_dir(bench):
     assert json.loads((result.run_dir / "report.json").read_text())["rows"]
 
 
+@pytest.mark.slow
 def test_sessions_agree_on_real_inputs(bench):
     """The targets' sessions give the same logits for the same encoded batch (FP32)."""
     from edgeft.targets import target_module

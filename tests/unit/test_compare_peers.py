@@ -129,6 +129,7 @@ def _positive(x) -> bool:
     return isinstance(x, (int, float)) and x > 0
 
 
+@pytest.mark.slow
 def test_every_peer_and_edgeft_row_measured(compared):
     returned, out, _, run_dir = compared
     assert set(out) >= {"peers", "edgeft", "best", "best_fixed", "machine", "settings"}
@@ -180,6 +181,7 @@ def test_every_peer_and_edgeft_row_measured(compared):
     assert json.loads(json.dumps(returned, default=str)) == out
 
 
+@pytest.mark.slow
 def test_best_machine_and_settings(compared):
     _, out, _, _ = compared
     for key in ("best", "best_fixed"):
@@ -198,6 +200,7 @@ def test_best_machine_and_settings(compared):
     assert s["calibration_samples"] == 10 and s["fixed_length"] == 128 and s["model_stage"] == "finetune"
 
 
+@pytest.mark.slow
 def test_markdown_and_reuse_of_built_peers(compared):
     _, out, md, run_dir = compared
     assert md.startswith("# edgeft vs peers")

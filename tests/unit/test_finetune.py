@@ -81,6 +81,7 @@ def trained(tmp_path_factory):
     return result.artifacts["finetune"], runs
 
 
+@pytest.mark.slow
 def test_output_is_a_standard_hf_model_folder(trained):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -94,6 +95,7 @@ def test_output_is_a_standard_hf_model_folder(trained):
     assert logits.shape == (1, 2)
 
 
+@pytest.mark.slow
 def test_meta_and_learning(trained):
     art, _ = trained
     m = art.meta
@@ -108,6 +110,7 @@ def test_meta_and_learning(trained):
     assert m["val_accuracy"] >= 0.64, m
 
 
+@pytest.mark.slow
 def test_no_checkpoints_left(trained):
     art, runs = trained
     assert not (art.path / SCRATCH).exists()
@@ -115,6 +118,7 @@ def test_no_checkpoints_left(trained):
     assert not list((runs / ".store").glob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_frozen_weights_unchanged_and_others_trained(trained, minilm_path):
     art, _ = trained
     before = _load_model(minilm_path, ["rotten", "fresh"]).state_dict()

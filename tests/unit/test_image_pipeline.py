@@ -59,6 +59,7 @@ def run(tmp_path_factory, manifest):
     return run_recipe(recipe, runs_dir=root / "runs")
 
 
+@pytest.mark.slow
 def test_finetune_writes_a_safe_cnn_folder_and_learns(run):
     import json
 
@@ -80,6 +81,7 @@ def test_finetune_writes_a_safe_cnn_folder_and_learns(run):
     assert all(b.momentum == 0.1 for b in model.modules() if isinstance(b, torch.nn.BatchNorm2d))
 
 
+@pytest.mark.slow
 def test_export_is_parity_checked_with_a_fixed_image_shape(run):
     from edgeft.ops.onnx_export import dynamic_dims, io_names
     from edgeft.tasks import image_classification as task
@@ -94,6 +96,7 @@ def test_export_is_parity_checked_with_a_fixed_image_shape(run):
     assert (art.path / "preprocessor_config.json").is_file()     # the artifact carries its preprocessing
 
 
+@pytest.mark.slow
 def test_parity_gate_fails_a_cnn_export_and_stores_nothing(run, manifest, tmp_path):
     strict = {"name": "onnx", "type": "export", "input": "@finetune",
               "parity": {"samples": 32, "max_abs_diff": 1e-12, "rtol": 0}}
@@ -108,6 +111,7 @@ def test_parity_gate_fails_a_cnn_export_and_stores_nothing(run, manifest, tmp_pa
     assert key != run.artifacts["onnx"].key and Store(runs / ".store").get(key) is None
 
 
+@pytest.mark.slow
 def test_static_int8_quantizes_the_convolutions(run):
     from edgeft.ops.onnx_export import op_counts
 
@@ -123,6 +127,7 @@ def test_static_int8_quantizes_the_convolutions(run):
     assert ov.meta["nncf"]["fake_quantize_ops"] >= 40
 
 
+@pytest.mark.slow
 def test_qat_on_the_cnn_exports_integer_weights_that_match_the_torch_model(run):
     from edgeft.ops.onnx_export import op_counts
 
@@ -146,6 +151,7 @@ def test_qat_on_the_cnn_exports_integer_weights_that_match_the_torch_model(run):
     assert m["size_mb"] < 0.4 * run.artifacts["onnx"].meta["size_mb"]
 
 
+@pytest.mark.slow
 def test_prune_removes_channels_and_the_folder_reloads(run):
     import torch
 
@@ -188,6 +194,7 @@ def test_prune_channels_op_saves_and_reloads_identically(tmp_path):
         assert torch.allclose(again(pixel_values=x).logits, model(pixel_values=x).logits, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_distill_uses_logits_only_and_recovers(run):
     art = run.artifacts["distill"]
     m = art.meta
@@ -196,6 +203,7 @@ def test_distill_uses_logits_only_and_recovers(run):
     assert run.artifacts["student-onnx"].meta["parity"]["agreement"] == 1.0
 
 
+@pytest.mark.slow
 def test_benchmark_rows_at_the_recipe_resolution(run):
     import json
 
@@ -212,6 +220,7 @@ def test_benchmark_rows_at_the_recipe_resolution(run):
     assert "images have one shape" in md and "MACs (1×3×32×32)" in md
 
 
+@pytest.mark.slow
 def test_a_users_cnn_folder_is_a_model_source(run, tmp_path):
     """model.source: a folder in edgeft's CNN format (here: the fine-tuned model copied out of the store)."""
     import shutil

@@ -50,6 +50,7 @@ def isa_runs(runs, manifest, probe_model):  # noqa: F811
     return run_recipe(_recipe(probe_model, stages), runs_dir=runs, fail_fast=True).artifacts
 
 
+@pytest.mark.slow
 def test_avx2_static_int8_is_the_same_numbers_in_uint8(isa_runs):
     from edgeft.ops.onnx_graph import integer_weight_types
 
@@ -69,6 +70,7 @@ def test_avx2_static_int8_is_the_same_numbers_in_uint8(isa_runs):
         assert avx2.meta["val_accuracy_int8"] == vnni.meta["val_accuracy_int8"]
 
 
+@pytest.mark.slow
 def test_avx2_dynamic_int8_uses_uint8_weights(isa_runs):
     from edgeft.ops.onnx_graph import integer_weight_types
 
@@ -77,6 +79,7 @@ def test_avx2_dynamic_int8_uses_uint8_weights(isa_runs):
     assert art.meta["parity"]["agreement"] >= PARITY["min_agreement"]
 
 
+@pytest.mark.slow
 def test_weights_to_uint8_is_exact_and_a_changed_copy_is_not(isa_runs, tmp_path):
     import onnx
     from onnx import numpy_helper
@@ -108,6 +111,7 @@ def test_weights_to_uint8_is_exact_and_a_changed_copy_is_not(isa_runs, tmp_path)
 
 @pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="needs qemu-user (apt-get install qemu-user) "
                     "to emulate an AVX2 CPU without VNNI")
+@pytest.mark.slow
 def test_uint8_weights_do_not_saturate_on_an_emulated_avx2_cpu():
     """Under qemu-x86_64 -cpu Haswell (AVX2, no VNNI), ONNX Runtime's u8 x s8 MatMulInteger saturates;
     7-bit and uint8 weights are exact (benchmarks/int8_isa_check.py --micro)."""

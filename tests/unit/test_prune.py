@@ -153,6 +153,7 @@ def pipeline(tmp_path_factory):
     return run_recipe(validate_recipe(small_recipe(stages=PIPELINE)), runs_dir=root / "runs")
 
 
+@pytest.mark.slow
 def test_prune_stage_removes_real_work_and_records_it(pipeline):
     from edgeft.tasks import text_classification as task
 
@@ -178,6 +179,7 @@ def test_prune_stage_removes_real_work_and_records_it(pipeline):
     assert len(val) == 128 and m["val_accuracy_after_pruning"] == round(float((pred == val.labels).mean()), 4)
 
 
+@pytest.mark.slow
 def test_pruned_model_passes_the_onnx_parity_gate(pipeline):
     from edgeft.tasks import text_classification as task
 
@@ -186,6 +188,7 @@ def test_pruned_model_passes_the_onnx_parity_gate(pipeline):
     assert m["parity"]["max_rel_diff"] < 1e-3 and m["parity"]["atol"] == task.FP32_TOLERANCE
 
 
+@pytest.mark.slow
 def test_distill_trains_the_student_against_the_teacher(pipeline):
     from edgeft.tasks import text_classification as task
 

@@ -31,6 +31,7 @@ def qat_run(tmp_path_factory, manifest):
     return run_recipe(validate_recipe(small_recipe(stages=stages)), runs_dir=root / "runs")
 
 
+@pytest.mark.slow
 def test_qat_trains_and_exports_a_verified_qdq_onnx(qat_run):
     from edgeft.ops.onnx_export import op_counts
 
@@ -61,6 +62,7 @@ def test_qat_trains_and_exports_a_verified_qdq_onnx(qat_run):
         assert not (art.path / "model.xml").exists() and "QAT torch model" in ir["reason"]
 
 
+@pytest.mark.slow
 def test_qat_model_runs_on_onnx_runtime_and_openvino(qat_run):
     report = json.loads(qat_run.artifacts["bench"].main_path.read_text())
     rows = {r["target"]: r for r in report["rows"]}

@@ -130,6 +130,7 @@ def _common_checks(art, fp32):
     assert not any(p.name.startswith(".") for p in art.path.iterdir())
 
 
+@pytest.mark.slow
 def test_dynamic_int8(quantized):
     from edgeft.ops.onnx_export import op_counts
 
@@ -140,6 +141,7 @@ def test_dynamic_int8(quantized):
     assert art.meta["method"] == "dynamic" and art.meta["quantized_ops"]["weight_matmul_float"] == 0
 
 
+@pytest.mark.slow
 def test_static_int8_qdq(quantized, manifest):
     from edgeft.ops.onnx_export import op_counts
 
@@ -155,6 +157,7 @@ def test_static_int8_qdq(quantized, manifest):
     assert m["quantized_ops"]["weight_matmul_float"] == 0
 
 
+@pytest.mark.slow
 def test_static_with_a_stale_manifest_fails(quantized, runs, manifest, probe_model, tmp_path):
     stale = tmp_path / "stale.yaml"
     stale.write_text(manifest.read_text().replace(yaml.safe_load(manifest.read_text())["sha256"], "f" * 64))
@@ -165,6 +168,7 @@ def test_static_with_a_stale_manifest_fails(quantized, runs, manifest, probe_mod
     assert not (runs / ".store" / plan(recipe)[1].key).exists()
 
 
+@pytest.mark.slow
 def test_static_with_max_drop_checks_the_whole_validation_split(quantized):
     m = quantized["static-ac"].meta
     fb = m["fallback"]
@@ -223,6 +227,7 @@ def _quantize_static(pre, dst, cache, kept):
                                 op_types=task.STATIC_OP_TYPES)
 
 
+@pytest.mark.slow
 def test_float_fallback_keeps_the_most_sensitive_ops_in_float_until_the_drop_is_met(fallback_parts):
     """Accuracy here is agreement with the FP32 model's own predictions (FP32 scores 1.0), so the
     all-INT8 model has a real drop to recover. Candidates: the last layer's six MatMuls, pooler and
@@ -265,6 +270,7 @@ def test_float_fallback_keeps_the_most_sensitive_ops_in_float_until_the_drop_is_
     assert quantization_summary(quantize(kept))["weight_matmul_float"] == len(kept)
 
 
+@pytest.mark.slow
 def test_float_fallback_says_when_max_drop_cannot_be_met(fallback_parts):
     from edgeft.ops.fallback import float_fallback
     from edgeft.ops.onnx_graph import weight_nodes
@@ -285,6 +291,7 @@ def test_float_fallback_says_when_max_drop_cannot_be_met(fallback_parts):
     assert rec["kept_float"][0]["val_drop_points"] > 1.0
 
 
+@pytest.mark.slow
 def test_quantize_parity_failure_commits_nothing(quantized, runs, probe_model):
     stages = [EXPORT, {"name": "dyn", "type": "quantize", "method": "dynamic", "per_channel": False,
                        "parity": {"samples": 32, "max_abs_diff": 1e-6}}]
@@ -336,6 +343,7 @@ def nncf_run(runs, manifest, probe_model):
     return run_recipe(_recipe(probe_model, stages), runs_dir=runs)
 
 
+@pytest.mark.slow
 def test_nncf_ptq_makes_a_verified_openvino_ir(nncf_run, manifest):
     art, fp32 = nncf_run.artifacts["ov-int8"], nncf_run.artifacts["onnx"]
     m = art.meta
@@ -348,6 +356,7 @@ def test_nncf_ptq_makes_a_verified_openvino_ir(nncf_run, manifest):
     assert m["size_ratio"] < 0.4                      # xml + bin against the FP32 .onnx
 
 
+@pytest.mark.slow
 def test_nncf_accuracy_control_keeps_the_drop_within_max_drop(nncf_run):
     m = nncf_run.artifacts["ov-ac"].meta
     assert nncf_run.artifacts["ov-ac"].kind == "openvino" and m["method"] == "nncf_accuracy_control"
@@ -357,6 +366,7 @@ def test_nncf_accuracy_control_keeps_the_drop_within_max_drop(nncf_run):
     assert m["val_drop_points"] == pytest.approx(100 * (m["val_accuracy_fp32"] - m["val_accuracy_int8"]), abs=1e-3)
 
 
+@pytest.mark.slow
 def test_openvino_target_runs_onnx_and_ir_artifacts(nncf_run):
     import json
 
@@ -375,6 +385,7 @@ def test_openvino_target_runs_onnx_and_ir_artifacts(nncf_run):
     assert fp["text_shapes"].startswith("sequence buckets 16/32/64/128 at batch 1")
 
 
+@pytest.mark.slow
 def test_openvino_buckets_pad_to_the_next_length_and_give_the_dynamic_models_logits(nncf_run):
     import numpy as np
 
@@ -400,6 +411,7 @@ def test_openvino_buckets_pad_to_the_next_length_and_give_the_dynamic_models_log
         assert c["used"] == (c["max_abs_diff"] <= c["bound"]) == (bucketed.by_bucket[int(b)] is not None)
 
 
+@pytest.mark.slow
 def test_an_openvino_bucket_that_changes_answers_is_not_used(nncf_run, monkeypatch):
     import numpy as np
 
@@ -448,6 +460,7 @@ def test_nncf_needs_an_unfused_export(manifest):
         validate_recipe(small_recipe(stages=stages), check_data=False)
 
 
+@pytest.mark.slow
 def test_openvino_bf16_target_runs_float_ops_in_bf16(nncf_run):
     """On a CPU with bf16 (AMX / AVX-512 BF16): the same artifacts compiled with bf16 inference
     precision, as OpenVINO does by default there; FP32 rows are reported as bf16."""
