@@ -84,13 +84,32 @@ def throughput(samples_per_call: Sequence[int], ms: Sequence[float]) -> float:
 
 
 def cpu_snapshot() -> tuple[float, float, float]:
-    """(wall seconds, CPU seconds busy system-wide incl. hypervisor steal, CPU seconds of this process)."""
-    import psutil
-
+    """(wall seconds, CPU seconds busy system-wide incl. hypervisor steal, CPU seconds of this process).
+    psutil where installed; else /proc/stat (a device runner may have only numpy and its runtime); where
+    neither can be read, the machine's busy time is this process's own (others' share then reads 0)."""
+    own = os.times()
+    mine = own.user + own.system
+    try:
+        import psutil
+    except ImportError:
+        return time.monotonic(), _proc_stat_busy(default=mine), mine
     t = psutil.cpu_times()
     busy = sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
     p = psutil.Process().cpu_times()
     return time.monotonic(), busy, p.user + p.system
+
+
+def _proc_stat_busy(default: float) -> float:
+    """CPU seconds busy system-wide from /proc/stat's `cpu` line (user nice system idle iowait irq softirq
+    steal, in clock ticks): all but idle and iowait."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:9]]
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return default
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / ticks
 
 
 def others_cpu_share(before: tuple[float, float, float], after: tuple[float, float, float], cores: int) -> float:

@@ -133,3 +133,19 @@ def test_batch_size_and_load():
 
     assert batch_size({"input_ids": np.zeros((7, 3)), "attention_mask": np.zeros((7, 3))}) == 7
     assert load_avg() >= 0.0
+
+
+def test_cpu_snapshot_without_psutil_reads_proc_stat(monkeypatch):
+    """A device runner may lack psutil: the snapshot then comes from /proc/stat and os.times."""
+    import sys
+
+    from edgeft.ops.timing import cpu_snapshot, others_cpu_share
+
+    with_psutil = cpu_snapshot()
+    monkeypatch.setitem(sys.modules, "psutil", None)
+    before = cpu_snapshot()
+    sum(i * i for i in range(200_000))                  # some CPU time of our own
+    after = cpu_snapshot()
+    assert after[0] > before[0] and after[2] >= before[2] and after[1] >= before[1] > 0
+    assert abs(before[1] - with_psutil[1]) < 5.0        # the same system-wide busy seconds psutil reads
+    assert 0.0 <= others_cpu_share(before, after, 2) <= 1.0
