@@ -60,8 +60,8 @@ def run_job(job_dir: Path) -> dict:
         evals, real, fixed, tp = unpack_inputs({k: arrays[k] for k in arrays.files})
     sess, runtime_fp = load_session(job_dir / job["model"], job["runtime"], int(job["threads"]), bool(job["text"]))
     logits = {f"eval/{i}": sess.run(batch) for i, (_, batch) in enumerate(evals)}
-    row = TimedRow(sess.run_feed, [sess.feed(b) for b in real], sess.feed(fixed), [sess.feed(b) for b in tp])
-    timing = time_rows([row], int(job["rounds"]), int(job["warmup"]), int(job["fixed_runs"]))
+    timing = time_rows([TimedRow.of(sess, real, fixed, tp)], int(job["rounds"]), int(job["warmup"]),
+                       int(job["fixed_runs"]))
     notes = sess.shape_notes() if hasattr(sess, "shape_notes") else None
     sess.close()
     result = {"protocol": PROTOCOL, "times_ms": {kind: timing.times[(0, kind)] for kind in ("real", "fixed", "tp")},

@@ -10,7 +10,6 @@ error against FP32 on a sensitivity subset, batch-1 latency at each sample's own
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,15 +121,13 @@ class Measurements:
         return float(np.mean([np.abs(c - r).mean() for c, r in zip(out, self.reference)]))
 
     def latency_ms(self, path) -> float:
+        from functools import partial
+
+        from .timing import interleaved_latencies
+
         sess = ox.session(path, threads=self.latency_threads)
-        for f in self.latency_feeds[:8]:
-            ox.run_session(sess, f)
-        ms = []
-        for f in self.latency_feeds * 2:
-            t = time.perf_counter()
-            ox.run_session(sess, f)
-            ms.append(1e3 * (time.perf_counter() - t))
-        return float(np.median(ms))
+        calls = [partial(ox.run_session, sess, f) for f in self.latency_feeds]
+        return float(np.median(interleaved_latencies({0: calls}, rounds=2, warmup=8)[0]))
 
     def sensitivity_samples(self) -> int:
         return sum(len(next(iter(f.values()))) for f in self.sensitivity_feeds)

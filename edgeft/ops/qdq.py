@@ -4,8 +4,9 @@
 model exports to (NNCF QAT) into stored int8/uint8 weights, with Transposes and embedding-table
 dequantization folded, the form ONNX Runtime fuses into integer kernels. `weights_to_uint8` stores
 every int8 weight as uint8 with a shifted zero point, the exact form for x86 CPUs whose u8 x s8
-kernels saturate (no VNNI; edgeft/isa.py). Both run the ONNX checker on what they write; the qat
-stage checks that folding left the outputs unchanged, the parity gates check both against the source.
+kernels saturate (no VNNI; edgeft/isa.py). Both run the ONNX checker on what they write; `rewrite_max_diff`
+compares a graph before and after a rewrite with graph optimisations off (the qat stage checks its
+folding with it); the parity gates check the results against their source.
 """
 
 from __future__ import annotations
@@ -183,3 +184,21 @@ def weights_to_uint8(src: str | Path, dst: str | Path) -> dict[str, int]:
     onnx.checker.check_model(m)
     onnx.save(m, str(dst), save_as_external_data=needs_external_data(src))
     return {"weights_to_uint8": converted}
+
+
+def rewrite_max_diff(before, after, feeds: list[dict], output: str) -> float:
+    """max |Δ| of `output` between two ONNX graphs that must compute the same numbers (weight folding,
+    uint8 weights), both run with ONNX Runtime's graph optimizations off: a graph rewrite is checked
+    as the ONNX spec defines the ops, not through this CPU's integer kernels. (Optimised, the unfolded
+    graph's int8 weights run on u8 x s8 kernels that saturate on x86 without VNNI, while its uint8
+    copy does not: a kernel difference, which the parity gate against the torch model judges.)"""
+    from . import onnx_export as ox
+    from .parity import compare_runs
+
+    runs = []
+    for path in (before, after):
+        sess = ox.session(path, optimize=False)
+        pick = ox.output_index(sess, output)
+        runs.append([ox.run_session(sess, f)[pick] for f in feeds])
+        del sess
+    return compare_runs(*runs)[0]["max_abs_diff"]

@@ -87,11 +87,11 @@ def cpu_snapshot() -> tuple[float, float, float]:
     """(wall seconds, CPU seconds busy system-wide incl. hypervisor steal, CPU seconds of this process).
     psutil where installed; else /proc/stat (a device runner may have only numpy and its runtime); where
     neither can be read, the machine's busy time is this process's own (others' share then reads 0)."""
-    own = os.times()
-    mine = own.user + own.system
     try:
         import psutil
     except ImportError:
+        own = os.times()
+        mine = own.user + own.system
         return time.monotonic(), _proc_stat_busy(default=mine), mine
     t = psutil.cpu_times()
     busy = sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
@@ -138,6 +138,13 @@ class TimedRow:
     real: Sequence[Any]         # batch-1 requests, each at its own length
     fixed: Any                  # one batch-1 request at the fixed shape, run `fixed_runs` times per round
     tp: Sequence[Any]           # throughput batches
+
+    @classmethod
+    def of(cls, session, real: Sequence[dict], fixed: dict, tp: Sequence[dict]) -> TimedRow:
+        """A targets.base.Session's row (anything with feed and run_feed): the feeds filtered once, up
+        front, so only run_feed is timed."""
+        return cls(session.run_feed, [session.feed(b) for b in real], session.feed(fixed),
+                   [session.feed(b) for b in tp])
 
 
 @dataclass

@@ -97,7 +97,7 @@ def run(cfg: QATConfig, inputs: dict, ctx):
     from ..isa import int8_format
     from ..ops import onnx_export as ox
     from ..ops.parity import ParityLimits, check_parity, compare_runs, parity_feeds
-    from ..ops.qdq import fold_weight_quantizers, weights_to_uint8
+    from ..ops.qdq import fold_weight_quantizers, rewrite_max_diff, weights_to_uint8
     from .training import lineage, load_input
 
     recipe, task, splits = ctx.recipe, ctx.task, ctx.splits()
@@ -135,7 +135,7 @@ def run(cfg: QATConfig, inputs: dict, ctx):
     sess = ox.session(final)
     pick = ox.output_index(sess, task.OUTPUT_NAMES[0])
     cand = [ox.run_session(sess, f)[pick] for f in pfeeds]
-    folding["max_abs_diff_vs_unfolded"] = rewrite_diff(exported, final, pfeeds, task.OUTPUT_NAMES[0])
+    folding["max_abs_diff_vs_unfolded"] = rewrite_max_diff(exported, final, pfeeds, task.OUTPUT_NAMES[0])
     shutil.rmtree(exported.parent)
     if folding["max_abs_diff_vs_unfolded"] > 1e-4:
         raise StageError(f"{ctx.stage_name}: folding the weight quantizers changed the outputs "
@@ -169,24 +169,6 @@ def run(cfg: QATConfig, inputs: dict, ctx):
         "size_mb": round(ox.file_size_mb(final), 2),
     }
     return ctx.artifact(kind="onnx", file="model.onnx", meta=meta)
-
-
-def rewrite_diff(before, after, feeds: list[dict], output: str) -> float:
-    """max |Δ| of `output` between two ONNX graphs that must compute the same numbers (weight folding,
-    uint8 weights), both run with ONNX Runtime's graph optimizations off: a graph rewrite is checked
-    as the ONNX spec defines the ops, not through this CPU's integer kernels. (Optimised, the unfolded
-    graph's int8 weights run on u8 x s8 kernels that saturate on x86 without VNNI, while its uint8
-    copy does not: a kernel difference, which the parity gate against the torch model judges.)"""
-    from ..ops import onnx_export as ox
-    from ..ops.parity import compare_runs
-
-    runs = []
-    for path in (before, after):
-        sess = ox.session(path, optimize=False)
-        pick = ox.output_index(sess, output)
-        runs.append([ox.run_session(sess, f)[pick] for f in feeds])
-        del sess
-    return compare_runs(*runs)[0]["max_abs_diff"]
 
 
 def write_openvino_ir(onnx_path, out_dir, feeds: list[dict], qat_logits: list, what: str, limits) -> dict:

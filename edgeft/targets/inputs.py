@@ -62,5 +62,4 @@ def timed_row(session, x: BenchInputs):
     run_feed) on inputs `x`: the feeds filtered once, up front, so only run_feed is timed."""
     from ..ops.timing import TimedRow
 
-    return TimedRow(session.run_feed, [session.feed(b) for b in x.real], session.feed(x.fixed),
-                    [session.feed(b) for b in x.tp])
+    return TimedRow.of(session, x.real, x.fixed, x.tp)

@@ -150,14 +150,13 @@ def test_rewrite_check_reads_the_graph_not_this_cpus_kernels(tmp_path):
     of int8 weights (the same numbers) passes on every CPU. Optimised, the two run different integer
     kernels: on an AVX2 CPU without VNNI the int8 one saturates (seen natively on an AVX2 EPYC)."""
     from edgeft.ops import onnx_export as ox
-    from edgeft.ops.qdq import weights_to_uint8
-    from edgeft.stages.qat import rewrite_diff
+    from edgeft.ops.qdq import rewrite_max_diff, weights_to_uint8
 
     int8, w = _qdq_matmul(tmp_path / "int8.onnx")
     uint8 = tmp_path / "uint8.onnx"
     assert weights_to_uint8(int8, uint8)["weights_to_uint8"] == 1
     feeds = [{"x": np.full((1, 64), 2.5, np.float32)}, {"x": np.linspace(0, 2.55, 128, dtype=np.float32)[None, :64]}]
-    assert rewrite_diff(int8, uint8, feeds, "logits") == 0.0
+    assert rewrite_max_diff(int8, uint8, feeds, "logits") == 0.0
     # unoptimised is the spec's arithmetic: x quantized to uint8 steps of 0.01, weights w x 0.01
     reference = ox.run_session(ox.session(int8, optimize=False), feeds[0])[0]
     assert np.allclose(reference, np.full((1, 64), 2.5) @ (w.astype(np.float64) * 0.01), rtol=1e-5)
@@ -183,4 +182,4 @@ def test_rewrite_check_reads_the_graph_not_this_cpus_kernels(tmp_path):
         if t.data_type == onnx.TensorProto.UINT8 and len(t.dims) == 2:
             t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) - 1, t.name))
     onnx.save(m, str(broken))
-    assert rewrite_diff(int8, broken, feeds, "logits") > 0.1
+    assert rewrite_max_diff(int8, broken, feeds, "logits") > 0.1
