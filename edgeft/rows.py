@@ -12,7 +12,8 @@ log = logging.getLogger("edgeft")
 
 def compare_to_reference(rows: list[dict], reference: str | None = None) -> None:
     """speedup_vs_reference and accuracy_delta_vs_reference (points) against a pytorch row: the
-    `reference` artifact's, else the row's own torch model's, else the first."""
+    `reference` artifact's, else the row's own torch model's, else the first. Speedups only between
+    rows of one device (`device`: None on this machine, the target's name on an SSH device)."""
     torch_rows = [r for r in rows if r["target"] == "pytorch"]
     fixed = next((t for t in torch_rows if t["artifact"] == reference), None) if reference else None
     for r in rows:
@@ -22,7 +23,10 @@ def compare_to_reference(rows: list[dict], reference: str | None = None) -> None
             r.update(reference=None, speedup_vs_reference=None, accuracy_delta_vs_reference=None)
             continue
         r["reference"] = f"{ref['artifact']}@{ref['target']}"
-        r["speedup_vs_reference"] = round(ref["latency_ms"]["p50"] / r["latency_ms"]["p50"], 3)
+        # a row measured on another device (an SSH target) is not faster or slower than this machine's
+        # reference: only its accuracy compares
+        same_device = r.get("device") == ref.get("device")
+        r["speedup_vs_reference"] = round(ref["latency_ms"]["p50"] / r["latency_ms"]["p50"], 3) if same_device else None
         r["accuracy_delta_vs_reference"] = round(100 * (r["accuracy"] - ref["accuracy"]), 2)
 
 

@@ -3,7 +3,9 @@
 A stage that fails (a parity gate, `max_drop` not met, a runtime error) fails its branch, not the
 run: the stages that do not depend on it still run, a benchmark measures the artifacts that exist,
 the report lists the failure, and `run_recipe` returns with `failed` set (the CLI exits 1).
-`fail_fast=True` re-raises the first failure instead. The run's state lives in one file,
+`fail_fast=True` re-raises the first failure instead. A benchmark whose SSH device failed commits the
+rows it has (meta `incomplete`): the stage counts as failed, the report stays, a re-run measures again.
+The run's state lives in one file,
 runs/<name>/run.json, rewritten atomically after every stage.
 """
 
@@ -175,6 +177,10 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", store_dir: str | P
                           (result.artifacts[v] if v else None)) for f, v in refs.items()}
             with store.lock(key):           # a concurrent run on the same key waits here, then reuses
                 art = None if p.name in forced else store.get(key, stage=p.name)
+                if art is not None and art.meta.get("incomplete"):
+                    log.info("[bold]%s[/]: some targets failed last time (%s); measuring again (rows measured "
+                             "before are reused)", p.name, "; ".join(art.meta["incomplete"]), extra={"markup": True})
+                    art = None
                 if art is not None:
                     # the store is shared by recipes: show this recipe's stage name, not the first producer's
                     art = dataclasses.replace(art, stage=p.name)
@@ -186,6 +192,8 @@ def run_recipe(recipe: Recipe, runs_dir: str | Path = "runs", store_dir: str | P
                     art = _run_stage(s, p, key, inputs, recipe, run_dir, store, shared, state, result, fail_fast)
                     if art is None:
                         continue
+                    if art.meta.get("incomplete"):      # e.g. an SSH device failed: the report keeps the rest
+                        _incomplete(p, art, state, result, fail_fast)
             result.artifacts[p.name] = art
             if art.kind == "report":
                 from .report import write_report
@@ -232,6 +240,21 @@ def _run_stage(s, p: StagePlan, key: str, inputs: dict, recipe, run_dir, store, 
     result.ran.append(p.name)
     state.stage(p.name, status="done", kind=art.kind, path=str(art.main_path), wall_s=round(wall, 1))
     return art
+
+
+def _incomplete(p: StagePlan, art: Artifact, state, result: RunResult, fail_fast: bool) -> None:
+    """A stage that committed a partial result (a benchmark whose SSH device failed): the stage counts
+    as failed (the CLI exits 1), its artifact stays (the report shows the rows that were measured), and
+    the next run re-runs it."""
+    from .errors import StageError
+
+    error = "; ".join(art.meta["incomplete"])
+    result.failed[p.name] = {"stage": p.name, "type": p.type, "error_type": "DeviceError", "error": error,
+                             "figures": None, "wall_s": art.meta.get("wall_s")}
+    state.stage(p.name, status="incomplete", error=error, kind=art.kind, path=str(art.main_path))
+    log.error("[bold]%s[/] (%s) is incomplete: %s", p.name, p.type, error, extra={"markup": True})
+    if fail_fast:
+        raise StageError(f"{p.name}: {error}")
 
 
 def _names(refs: dict) -> list[str]:

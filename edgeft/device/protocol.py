@@ -1,11 +1,13 @@
 """The job and result layout shared by the host and the device runner (numpy only).
 
-A job folder holds the model file(s), `job.json` (protocol, runtime, threads, timing settings, the
-model's file name and whether it is a text model) and `inputs.npz`: the benchmark inputs of
-targets/inputs.BenchInputs flattened to arrays — `eval/<i>/ix` and `eval/<i>/<input>` for the accuracy
-batches, `real/<i>/<input>`, `fixed/<input>`, `tp/<i>/<input>`. The runner writes `logits.npz`
-(`eval/<i>`: the logits of accuracy batch i) and `result.json` (raw times per block in ms, the other
-processes' CPU share, the device's fingerprint).
+`job.json`: protocol, runtime, threads, the timing settings (rounds, warmup, fixed_runs) and `rows`,
+one per artifact: {model: path of the model file, inputs: path of its inputs .npz, text: bool}, paths
+relative to the runner's working directory. An inputs file holds the benchmark inputs of
+targets/inputs.BenchInputs flattened to arrays — `eval/<i>/ix` and `eval/<i>/<input>` for the
+accuracy batches, `real/<i>/<input>`, `fixed/<input>`, `tp/<i>/<input>`. The runner writes, into the
+job folder, `logits-<row>.npz` (`eval/<i>`: the logits of accuracy batch i) and `result.json`
+({protocol, rows: [{times_ms: {real, fixed, tp}, shapes}], the other processes' CPU share, load
+average, busy flag, peak RSS, the device's fingerprint, temperature}).
 """
 
 from __future__ import annotations
@@ -56,6 +58,18 @@ def check_protocol(found, side: str) -> None:
     if found != PROTOCOL:
         raise RuntimeError(f"edgeft device protocol mismatch: the {side} speaks {found}, this side {PROTOCOL}; "
                            f"install the same edgeft version on both")
+
+
+def inputs_hash(arrays: dict[str, np.ndarray]) -> str:
+    """A content hash of named arrays (names, dtypes, shapes, bytes): the device keeps inputs by it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:24]
 
 
 def save_inputs(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -34,6 +34,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, NonNegativeInt, PositiveInt
 
 from ..schema import REF_RE
+from ..targets.remote import RemoteTarget
 from .base import StageConfig
 
 log = logging.getLogger("edgeft")
@@ -42,10 +43,12 @@ log = logging.getLogger("edgeft")
 class BenchmarkConfig(StageConfig):
     type: Literal["benchmark"]
     artifacts: list[str] = Field(min_length=1, description="@refs of the artifacts to measure")
-    targets: list[str] = Field(min_length=1, description="target names (see `edgeft targets`)")
+    targets: list[str | RemoteTarget] = Field(min_length=1, description="local target names (see `edgeft targets`) "
+                                              "and SSH devices {name, ssh, runtime, ...} (targets/remote.py)")
     threads: PositiveInt = Field(2, description="intra-op threads for every runtime")
     # 3: the openvino targets answer batch-1 text requests on static sequence-length buckets
-    version: ClassVar[int] = 3
+    # 4: rows measured and cached per device (this machine, each SSH device); rows carry `device`
+    version: ClassVar[int] = 4
     latency_samples: PositiveInt = Field(300, description="test inputs timed at batch 1 per round")
     rounds: PositiveInt = Field(3, description="interleaved rounds over all rows")
     warmup: NonNegativeInt = Field(20, description="untimed batch-1 runs per row before timing")
@@ -65,8 +68,10 @@ class BenchmarkConfig(StageConfig):
 
     def refs(self):
         from ..targets import TARGETS
+        from ..targets.remote import RUNTIME_KINDS
 
-        kinds = tuple(sorted({k for t in TARGETS.values() for k in t.accepts}))
+        kinds = tuple(sorted({k for t in TARGETS.values() for k in t.accepts} |
+                             {k for ks in RUNTIME_KINDS.values() for k in ks}))
         return [(f"artifacts[{i}]", r, kinds) for i, r in enumerate(self.artifacts)]
 
     def check(self, recipe, stages) -> list[tuple[str, str]]:
@@ -84,12 +89,24 @@ class BenchmarkConfig(StageConfig):
             problems.append(("reference", "needs the pytorch target (the reference is a PyTorch eager row)"))
         if len(set(self.artifacts)) != len(self.artifacts):
             problems.append(("artifacts", "lists the same artifact twice"))
+        seen: dict[str, int] = {}
         for i, t in enumerate(self.targets):
-            if t not in TARGETS:
-                problems.append((f"targets[{i}]", f"unknown target {t!r}; known: {', '.join(TARGETS)}"))
+            name = target_name(t)
+            if name in seen:
+                problems.append((f"targets[{i}]", f"target {name!r} is listed twice (also targets[{seen[name]}])"))
+            seen.setdefault(name, i)
+            if isinstance(t, RemoteTarget):
+                if t.name in TARGETS:
+                    problems.append((f"targets[{i}].name", f"{t.name!r} is a local target's name; name the device "
+                                     "something else"))
+                if t.ssh_config and not recipe.resolve_path(t.ssh_config).is_file():
+                    problems.append((f"targets[{i}].ssh_config", f"no such file: {recipe.resolve_path(t.ssh_config)}"))
+            elif t not in TARGETS:
+                problems.append((f"targets[{i}]", f"unknown target {t!r}; known: {', '.join(TARGETS)}; "
+                                 "an SSH device is a mapping {name, ssh, runtime}"))
             elif reason := unavailable_reason(t):
                 problems.append((f"targets[{i}]", f"{t}: {reason}"))
-        known = [TARGETS[t] for t in self.targets if t in TARGETS]
+        known = [t for t in self.targets if isinstance(t, RemoteTarget) or t in TARGETS]
         by_name = {s.name: s for s in stages if s is not None}
         for i, r in enumerate(self.artifacts):
             src = by_name.get(r[1:])
@@ -97,10 +114,10 @@ class BenchmarkConfig(StageConfig):
                 continue
             kind = src.produces()
             limits = src.target_limits()
-            if not any(kind in t.accepts for t in known):
+            if not any(kind in target_accepts(t) for t in known):
                 problems.append((f"artifacts[{i}]", f"{r} is a {kind!r} artifact and none of the targets "
-                                 f"({', '.join(self.targets)}) runs that kind"))
-            elif limits and not any(t.name in limits[0] and kind in t.accepts for t in known):
+                                 f"({', '.join(map(target_name, self.targets))}) runs that kind"))
+            elif limits and not any(limit_name(t) in limits[0] and kind in target_accepts(t) for t in known):
                 problems.append((f"artifacts[{i}]", f"{r} runs only on {', '.join(limits[0])} ({limits[1]}); "
                                  f"add that target"))
         return problems
@@ -109,30 +126,60 @@ class BenchmarkConfig(StageConfig):
 def run(cfg: BenchmarkConfig, inputs: dict, ctx):
     from ..errors import StageError
     from ..rows import compare_to_reference, int8_gains, summary
+    from ..store import Store
     from ..targets.inputs import sample_indices
+    from ..targets.remote import DeviceError
 
     task, recipe, splits = ctx.task, ctx.recipe, ctx.splits()
     pairs, not_run = plan_pairs(cfg, recipe, inputs["artifacts"])
     if not pairs:
-        raise StageError(f"no target of {cfg.targets} runs any of the artifacts given")
+        raise StageError(f"no target of {[target_name(t) for t in cfg.targets]} runs any of the artifacts given")
     lat_idx, tp_idx = sample_indices(len(splits.test), recipe.seed, cfg.latency_samples,
                                      cfg.throughput_batch_size, cfg.throughput_batches)
     prepared = prepare(cfg, task, recipe, splits.test, pairs, lat_idx, tp_idx)
-    rows, sessions = accuracy_rows(cfg, task, splits, pairs, prepared)
-    timing = time_sessions(cfg, sessions, [prepared[a.key].inputs for _, a in pairs])
-    for i, (row, sess, (t, a)) in enumerate(zip(rows, sessions, pairs)):
-        fill_row(row, cfg, ctx, t, a, prepared[a.key], timing, i, sess)
-    for s in sessions:
-        s.close()
+    store = Store(ctx.out_dir.parent)
+    rows, raw, environment, failed_targets = [], {}, {}, []
+    for where, group in plan_groups(pairs):
+        try:
+            got = (measure_local(cfg, ctx, store, group, prepared) if where is None
+                   else measure_device(cfg, ctx, store, where, group, prepared))
+        except DeviceError as e:       # this device's rows are left out; the other targets' rows stay
+            log.error("%s", e)
+            failed_targets.append({"target": e.device, "step": e.step, "error": str(e),
+                                   "artifacts": [a.stage for _, a in group]})
+            continue
+        rows += got["rows"]
+        raw.update(got["raw"])
+        environment.update(got["environment"])
+    if not rows:
+        raise StageError("no target measured anything: " + "; ".join(f["error"] for f in failed_targets))
     compare_to_reference(rows, cfg.reference[1:] if cfg.reference else None)
     int8_gains(rows)
     for r in rows:
         log.info(summary(r))
-    write_report(ctx, cfg, rows, not_run, timing, prepared[pairs[0][1].key].inputs)
-    return ctx.artifact("report", file="report.json", meta={"rows": len(rows)})
+    write_report(ctx, cfg, rows, not_run, failed_targets, environment, raw, prepared[pairs[0][1].key].inputs)
+    meta = {"rows": len(rows)}
+    if failed_targets:      # the runner keeps the report, fails the stage, and re-measures these next run
+        meta["incomplete"] = [f["error"] for f in failed_targets]
+    return ctx.artifact("report", file="report.json", meta=meta)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+
+
+def target_name(t) -> str:
+    return t if isinstance(t, str) else t.name
+
+
+def target_accepts(t) -> tuple[str, ...]:
+    from ..targets import TARGETS
+
+    return TARGETS[t].accepts if isinstance(t, str) else t.accepts
+
+
+def limit_name(t) -> str:
+    """The name a stage's target limits know this target by (an SSH device: its runtime's local target)."""
+    return t if isinstance(t, str) else t.runs_as
 
 
 @dataclass
@@ -141,30 +188,42 @@ class Prepared:
     inputs: object                  # targets.inputs.BenchInputs (shared by artifacts of one preprocessing)
     ancestor: str | None            # the torch ancestor's key
     counts: dict                    # {"params", "macs"} of the ancestor ({} without one)
+    inputs_hash: str = ""           # content hash of the encoded inputs (device/protocol.inputs_hash)
 
 
 def plan_pairs(cfg: BenchmarkConfig, recipe, artifacts) -> tuple[list, list[dict]]:
     """(target, artifact) pairs to measure, targets in recipe order then artifacts; and the pairs a
-    stage's target limits leave out, with the reason."""
-    from ..targets import TARGETS
-
+    stage's target limits leave out, with the reason. A target is a local target's name or a
+    targets.remote.RemoteTarget."""
     pairs, not_run = [], []
     for t in cfg.targets:
         for a in artifacts:
-            if a.kind not in TARGETS[t].accepts:
+            if a.kind not in target_accepts(t):
                 continue
             limits = recipe.stage(a.stage).target_limits()   # a.stage: this recipe's name (runner)
-            if limits and t not in limits[0]:
-                not_run.append({"artifact": a.stage, "target": t, "reason": limits[1]})
-                log.info("%s on %s: not run (%s)", a.stage, t, limits[1])
+            if limits and limit_name(t) not in limits[0]:
+                not_run.append({"artifact": a.stage, "target": target_name(t), "reason": limits[1]})
+                log.info("%s on %s: not run (%s)", a.stage, target_name(t), limits[1])
             else:
                 pairs.append((t, a))
     return pairs, not_run
 
 
+def plan_groups(pairs: list) -> list[tuple]:
+    """The pairs by where they run: (None, this machine's pairs) first, then (RemoteTarget, its pairs)
+    per SSH device. Each group is timed (interleaved) and cached on its own."""
+    local = [(t, a) for t, a in pairs if isinstance(t, str)]
+    out = [(None, local)] if local else []
+    remote = {id(t): t for t, _ in pairs if not isinstance(t, str)}      # config objects: by identity
+    for t in remote.values():
+        out.append((t, [(u, a) for u, a in pairs if u is t]))
+    return out
+
+
 def prepare(cfg: BenchmarkConfig, task, recipe, test, pairs, lat_idx, tp_idx) -> dict[str, Prepared]:
     """Per artifact key: encoded inputs (once per distinct preprocessing: images share one for every
     artifact of the run) and the counts of its torch ancestor (once per ancestor)."""
+    from ..device.protocol import inputs_hash, pack_inputs
     from ..targets.inputs import encode_bench_inputs
 
     max_len = recipe.data.max_length
@@ -173,17 +232,166 @@ def prepare(cfg: BenchmarkConfig, task, recipe, test, pairs, lat_idx, tp_idx) ->
         proc = task.load_processor(a.path, recipe.data)
         enc_key = task.processor_key(proc, a.path)
         if enc_key not in encoded:
-            encoded[enc_key] = encode_bench_inputs(task, proc, test.items, max_len, lat_idx, tp_idx,
-                                                   cfg.throughput_batches, fixed_length=max_len,
-                                                   eval_batch_size=cfg.eval_batch_size)
+            x = encode_bench_inputs(task, proc, test.items, max_len, lat_idx, tp_idx, cfg.throughput_batches,
+                                    fixed_length=max_len, eval_batch_size=cfg.eval_batch_size)
+            encoded[enc_key] = (x, inputs_hash(pack_inputs(x.evals, x.real, x.fixed, x.tp)))
         src = torch_ancestor(a)
         if src is None:
             log.warning("%s: no torch ancestor found (meta.torch_source); params and MACs left empty", a.stage)
         elif src.key not in counted:
             counted[src.key] = count_model(task, src, max_len)
-        prepared[a.key] = Prepared(encoded[enc_key], src.key if src else None,
-                                   counted.get(src.key, {}) if src else {})
+        x, h = encoded[enc_key]
+        prepared[a.key] = Prepared(x, src.key if src else None, counted.get(src.key, {}) if src else {}, h)
     return prepared
+
+
+def group_key(cfg: BenchmarkConfig, where: dict, group: list, prepared: dict[str, Prepared]) -> str:
+    """The cache key of one group's rows: the timing settings, the artifacts, their encoded inputs and
+    `where` they run (this machine's or the device's fingerprint and target settings)."""
+    from ..store import cache_key
+
+    settings = cfg.model_dump(mode="json", exclude={"name", "type", "input", "artifacts", "targets", "reference"})
+    keys = [a.key for _, a in group]
+    return cache_key("benchmark-rows", cfg.version, settings, keys,
+                     {a.key: prepared[a.key].inputs_hash for _, a in group}, where)
+
+
+def cached_group(store, key: str, ctx, measure) -> dict:
+    """One group's {"rows", "raw", "environment"}: from the store if measured before, else measured and
+    committed (atomically, like a stage), so a re-run after one device failed re-measures only that one."""
+    import json
+
+    from ..artifact import Artifact
+
+    with store.lock(key):
+        art = store.get(key)
+        if art is not None:
+            log.info("rows of %s measured before with the same settings and fingerprint: reusing %s",
+                     art.meta.get("where"), key)
+            return json.loads(art.main_path.read_text())
+        tmp = store.begin(key)
+        try:
+            data = measure()
+            (tmp / "rows.json").write_text(json.dumps(data))
+            store.commit(tmp, Artifact(key=key, kind="report", stage=ctx.stage_name, stage_type="benchmark-rows",
+                                       path=tmp, file="rows.json", meta={"where": data["where"]}))
+        except BaseException:
+            store.abort(tmp)
+            raise
+        return data
+
+
+def measure_local(cfg: BenchmarkConfig, ctx, store, group: list, prepared: dict[str, Prepared]) -> dict:
+    """This machine's rows: sessions loaded, accuracy, interleaved timing, then sizes, counts, memory."""
+    from ..ops.timing import load_avg
+    from ..targets.fingerprint import host_fingerprint, runtime_versions
+
+    where = {"host": host_fingerprint(stable=True), "runtimes": runtime_versions(),
+             "targets": sorted({t for t, _ in group})}
+
+    def measure():
+        rows, sessions = accuracy_rows(cfg, ctx.task, ctx.splits(), group, prepared)
+        timing = time_sessions(cfg, sessions, [prepared[a.key].inputs for _, a in group])
+        after = load_avg()
+        for i, (row, sess, (t, a)) in enumerate(zip(rows, sessions, group)):
+            fill_row(row, cfg, ctx, t, a, prepared[a.key], timing, i, sess)
+        for s in sessions:
+            s.close()
+        raw = {f"{rows[i]['artifact']}@{rows[i]['target']}:{kind}": [round(v, 4) for v in ms]
+               for (i, kind), ms in timing.times.items()}
+        env = {"others_cpu_share": timing.others_cpu_share, "busy": timing.busy,
+               "load_avg_1min": [timing.load_avg_1min[0], after]}      # [before timing, after timing]
+        return {"where": "this machine", "rows": rows, "raw": raw, "environment": env}
+
+    return cached_group(store, group_key(cfg, where, group, prepared), ctx, measure)
+
+
+def measure_device(cfg: BenchmarkConfig, ctx, store, t, group: list, prepared: dict[str, Prepared]) -> dict:
+    """An SSH device's rows (targets/remote.py): connect and fingerprint it, then (unless its rows with
+    this fingerprint are cached) send what it lacks, run one job that times every row interleaved, and
+    compute accuracy here from the logits it sent back."""
+    from ..targets.remote import SshDevice, stable_fingerprint
+
+    device = SshDevice(t, ctx.recipe.base_dir)
+    try:
+        log.info("%s: connecting (%s)", t.name, t.describe())
+        info = device.connect()
+        device.check_runtime(info)
+        fp = info["fingerprint"]
+        log.info("%s: %s, %s, %s cores, %s", t.name, fp.get("cpu"), fp.get("arch"), fp.get("cores"),
+                 ", ".join(f"{k} {v}" for k, v in fp.get("runtimes", {}).items()))
+        settings = t.model_dump(mode="json", include={"ssh", "runtime", "threads", "python", "emulated"})
+        where = {"device": stable_fingerprint(info), "target": settings, "threads": t.threads or cfg.threads}
+        return cached_group(store, group_key(cfg, where, group, prepared), ctx,
+                            lambda: device_rows(cfg, ctx, device, t, group, prepared, info))
+    finally:
+        device.close()
+
+
+def device_rows(cfg: BenchmarkConfig, ctx, device, t, group: list, prepared: dict[str, Prepared], info) -> dict:
+    import io
+
+    import numpy as np
+
+    from ..device import PROTOCOL
+    from ..device.protocol import check_protocol, pack_inputs
+    from ..ops.timing import batch_size, row_figures
+    from ..targets import row_precision
+    from ..targets.remote import DeviceError, artifact_files, content_hash, file_hashes
+
+    task, splits = ctx.task, ctx.splits()
+    objects, specs = {}, []
+    for _, a in group:
+        files = artifact_files(a)
+        h = content_hash(file_hashes(a, files))
+        objects[h] = files
+        p = prepared[a.key]
+        if p.inputs_hash not in objects:
+            buf = io.BytesIO()
+            x = p.inputs
+            np.savez(buf, **pack_inputs(x.evals, x.real, x.fixed, x.tp))
+            objects[p.inputs_hash] = {"inputs.npz": buf.getvalue()}
+        specs.append({"model": f"objects/{h}/{a.main_path.name}", "inputs": f"objects/{p.inputs_hash}/inputs.npz",
+                      "text": ctx.recipe.task == "text-classification"})
+    sent = device.send(objects)
+    log.info("%s: %d of %d object(s) sent (the others were on the device already); timing %d row(s) there",
+             t.name, sent, len(objects), len(group))
+    threads = t.threads or cfg.threads
+    job = {"protocol": PROTOCOL, "runtime": t.runtime, "threads": threads, "rounds": cfg.rounds,
+           "warmup": cfg.warmup, "fixed_runs": cfg.fixed_runs, "rows": specs}
+    result, logits = device.run_job(job)
+    try:
+        check_protocol(result.get("protocol"), "device")
+    except RuntimeError as e:
+        raise DeviceError(t.name, "fetch", str(e)) from None
+    rows, raw = [], {}
+    for i, (_, a) in enumerate(group):
+        p = prepared[a.key]
+        if i not in logits or len(result["rows"]) <= i:
+            raise DeviceError(t.name, "fetch", f"the job returned no result for row {i} ({a.stage})")
+        lg = np.zeros((len(splits.test), len(splits.label_names)), dtype=np.float32)
+        for j, (ix, _) in enumerate(p.inputs.evals):
+            lg[ix] = logits[i][f"eval/{j}"]
+        m = task.metrics(lg, splits.test.labels)
+        times = result["rows"][i]["times_ms"]
+        row = {"artifact": a.stage, "stage": a.stage_type, "key": a.key, "target": t.name, "device": t.name,
+               "emulated": t.emulated, "precision": row_precision(a.meta.get("precision", "fp32"), t.runs_as),
+               "threads": threads, "accuracy": m["accuracy"], "f1": m["f1"], "torch_source": p.ancestor}
+        row.update(row_figures(times["real"], times["fixed"], times["tp"], [batch_size(b) for b in p.inputs.tp]))
+        sizes_and_counts(row, ctx, a, p)
+        # one runner process loads every row of the job: its peak is the job's, not a row's
+        row.update(peak_rss_mb=None, model_rss_mb=None, baseline_rss_mb=None,
+                   device_job_peak_rss_mb=result.get("peak_rss_mb"))
+        row["fingerprint"] = {**result["fingerprint"], "device": t.name, "ssh": t.ssh, "emulated": t.emulated}
+        if result["rows"][i].get("shapes"):
+            row["shapes"] = result["rows"][i]["shapes"]
+        rows.append(row)
+        raw.update({f"{a.stage}@{t.name}:{kind}": [round(v, 4) for v in ms] for kind, ms in times.items()})
+    env = {t.name: {"others_cpu_share": result.get("others_cpu_share"), "busy": result.get("busy"),
+                    "load_avg_1min": result.get("load_avg_1min"), "temperature_c": result.get("temperature_c"),
+                    "memory_available_mb": info.get("memory_available_mb"), "disk_free_mb": info.get("disk_free_mb"),
+                    "objects_sent": sent}}
+    return {"where": f"device {t.name}", "rows": rows, "raw": raw, "environment": env}
 
 
 def accuracy_rows(cfg: BenchmarkConfig, task, splits, pairs, prepared) -> tuple[list[dict], list]:
@@ -201,7 +409,7 @@ def accuracy_rows(cfg: BenchmarkConfig, task, splits, pairs, prepared) -> tuple[
             logits[ix] = sess.run(batch)
         m = task.metrics(logits, splits.test.labels)
         sessions.append(sess)
-        rows.append({"artifact": a.stage, "stage": a.stage_type, "key": a.key, "target": t,
+        rows.append({"artifact": a.stage, "stage": a.stage_type, "key": a.key, "target": t, "device": None,
                      "precision": row_precision(a.meta.get("precision", "fp32"), t), "threads": cfg.threads,
                      "accuracy": m["accuracy"], "f1": m["f1"], "torch_source": p.ancestor})
     return rows, sessions
@@ -221,16 +429,11 @@ def time_sessions(cfg: BenchmarkConfig, sessions, inputs):
         return time_rows(timed, cfg.rounds, cfg.warmup, cfg.fixed_runs, on_block=lambda r, n: bar.update(1))
 
 
-def fill_row(row: dict, cfg: BenchmarkConfig, ctx, target: str, a, p: Prepared, timing, i: int, sess) -> None:
-    """Row i's timing figures, sizes, counts, memory, fingerprint and (OpenVINO) shape notes."""
-    from ..ops.timing import batch_size, row_figures
-    from ..targets import target_module
+def sizes_and_counts(row: dict, ctx, a, p: Prepared) -> None:
+    """The row's sizes (weights shipped, every file) and its torch ancestor's params and MACs."""
     from ..targets.base import weights_mb
-    from ..targets.fingerprint import host_fingerprint, runtime_versions
-    from ..targets.memprobe import measure_in_subprocess
 
-    task, recipe, t = ctx.task, ctx.recipe, timing.times
-    row.update(row_figures(t[(i, "real")], t[(i, "fixed")], t[(i, "tp")], [batch_size(b) for b in p.inputs.tp]))
+    task, recipe = ctx.task, ctx.recipe
     row["size_mb"] = round(weights_mb(a), 3)
     row["files_mb"] = round(a.size_mb(), 3)
     row["params"] = p.counts.get("params")
@@ -238,6 +441,18 @@ def fill_row(row: dict, cfg: BenchmarkConfig, ctx, target: str, a, p: Prepared, 
     row["macs_shape"] = task.fixed_shape(recipe.data)
     row["fixed_gops"] = (round(2 * row["macs"] / (row["latency_fixed_ms"]["p50"] / 1e3) / 1e9, 1)
                          if row["macs"] else None)
+
+
+def fill_row(row: dict, cfg: BenchmarkConfig, ctx, target: str, a, p: Prepared, timing, i: int, sess) -> None:
+    """Row i's timing figures, sizes, counts, memory, fingerprint and (OpenVINO) shape notes."""
+    from ..ops.timing import batch_size, row_figures
+    from ..targets import target_module
+    from ..targets.fingerprint import host_fingerprint, runtime_versions
+    from ..targets.memprobe import measure_in_subprocess
+
+    recipe, t = ctx.recipe, timing.times
+    row.update(row_figures(t[(i, "real")], t[(i, "fixed")], t[(i, "tp")], [batch_size(b) for b in p.inputs.tp]))
+    sizes_and_counts(row, ctx, a, p)
     row.update(measure_in_subprocess(target, a, cfg.threads, recipe.data.max_length, recipe.task) if cfg.memory
                else {"peak_rss_mb": None, "model_rss_mb": None, "baseline_rss_mb": None})
     row["fingerprint"] = {**host_fingerprint(), "runtimes": runtime_versions(),
@@ -246,22 +461,22 @@ def fill_row(row: dict, cfg: BenchmarkConfig, ctx, target: str, a, p: Prepared, 
         row["shapes"] = sess.shape_notes()
 
 
-def write_report(ctx, cfg: BenchmarkConfig, rows: list[dict], not_run: list[dict], timing, x) -> None:
-    """report.json (rows, environment, settings, data; token figures of the first row's inputs `x`) and
-    timings.json (every raw time, 4 decimals)."""
+def write_report(ctx, cfg: BenchmarkConfig, rows: list[dict], not_run: list[dict], failed_targets: list[dict],
+                 environment: dict, raw: dict, x) -> None:
+    """report.json (rows, environment of this machine and of each device, settings, data; token figures
+    of the first row's inputs `x`) and timings.json (every raw time, 4 decimals)."""
     import datetime as dt
     import json
 
-    from ..ops.timing import load_avg
     from ..targets.fingerprint import host_fingerprint, runtime_versions
 
     recipe, task, splits = ctx.recipe, ctx.task, ctx.splits()
+    local = {k: environment[k] for k in ("others_cpu_share", "load_avg_1min", "busy") if k in environment}
+    devices = {k: v for k, v in environment.items() if k not in local}
     report = {
         "recipe": recipe.dump(),
-        "environment": {**host_fingerprint(), "runtimes": runtime_versions(),
-                        "others_cpu_share": timing.others_cpu_share,
-                        # [before timing, now]: the second one after the memory probes, as it always was
-                        "load_avg_1min": [timing.load_avg_1min[0], load_avg()], "busy": timing.busy},
+        "environment": {**host_fingerprint(), "runtimes": runtime_versions(), **local},
+        "devices": devices,
         "settings": {**cfg.model_dump(mode="json", exclude={"name", "type", "input", "artifacts"}),
                      "latency_samples_used": len(x.real), "fixed_shape": task.fixed_shape(recipe.data),
                      "sample_mean_tokens": round(float(x.real_lengths.mean()), 1),
@@ -272,11 +487,11 @@ def write_report(ctx, cfg: BenchmarkConfig, rows: list[dict], not_run: list[dict
         "not_run": not_run,
         # stages of this run that failed (and those that needed them): their artifacts are not measured
         "failed_stages": ctx.failures,
+        # SSH devices that failed (unreachable, lost, no runtime, ...): their rows are missing
+        "failed_targets": failed_targets,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     (ctx.out_dir / "report.json").write_text(json.dumps(report, indent=2))
-    raw = {f"{rows[i]['artifact']}@{rows[i]['target']}:{kind}": [round(v, 4) for v in ms]
-           for (i, kind), ms in timing.times.items()}
     (ctx.out_dir / "timings.json").write_text(json.dumps(raw))
 
 

@@ -80,5 +80,5 @@ def stage_warnings(stages, recipe) -> list[tuple[str, str]]:
 
 
 def recipe_targets(stages) -> set[str]:
-    """Every target some benchmark stage of the recipe measures on."""
-    return {t for s in stages if s is not None for t in getattr(s, "targets", None) or ()}
+    """The name of every target some benchmark stage of the recipe measures on (SSH devices by name)."""
+    return {getattr(t, "name", t) for s in stages if s is not None for t in getattr(s, "targets", None) or ()}

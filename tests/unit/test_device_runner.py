@@ -48,22 +48,28 @@ def _inputs(rng):
     return evals, [ids(1, n) for n in (3, 7, 12)], ids(1, 16), [ids(4, 6), ids(4, 10)]
 
 
-def _job(tmp_path, runtime="onnxruntime", protocol=PROTOCOL):
-    job = tmp_path / "job"
-    job.mkdir()
-    _model(job / "model.onnx")
+def _job(tmp_path, runtime="onnxruntime", protocol=PROTOCOL, rows=1):
+    """A device work folder with `rows` copies of the model (each its own row) and one inputs file."""
+    root = tmp_path / "device"
+    (root / "jobs" / "j1").mkdir(parents=True)
+    (root / "objects" / "m").mkdir(parents=True)
+    _model(root / "objects" / "m" / "model.onnx")
     evals, real, fixed, tp = _inputs(np.random.default_rng(1))
-    save_inputs(job / "inputs.npz", pack_inputs(evals, real, fixed, tp))
-    (job / "job.json").write_text(json.dumps({"protocol": protocol, "runtime": runtime, "threads": 1, "rounds": 2,
-                                              "warmup": 2, "fixed_runs": 5, "model": "model.onnx", "text": False}))
-    return job, (evals, real, fixed, tp)
+    save_inputs(root / "objects" / "inputs.npz", pack_inputs(evals, real, fixed, tp))
+    spec = {"model": "objects/m/model.onnx", "inputs": "objects/inputs.npz", "text": False}
+    (root / "jobs" / "j1" / "job.json").write_text(json.dumps(
+        {"protocol": protocol, "runtime": runtime, "threads": 1, "rounds": 2, "warmup": 2, "fixed_runs": 5,
+         "rows": [spec] * rows}))
+    return root, (evals, real, fixed, tp)
 
 
-def _run_device(job):
-    """The runner as a device runs it: a fresh interpreter where the heavy libraries do not exist."""
+def _run_device(root, *args):
+    """The runner as a device runs it: a fresh interpreter where the heavy libraries do not exist,
+    in the device's work folder."""
     code = (f"import sys\nfor m in {BLOCKED!r}: sys.modules[m] = None\n"
-            "from edgeft.device.runner import main\nsys.exit(main([sys.argv[1]]))")
-    return subprocess.run([sys.executable, "-c", code, str(job)], capture_output=True, text=True, timeout=300)
+            "from edgeft.device.runner import main\nsys.exit(main(sys.argv[1:]))")
+    return subprocess.run([sys.executable, "-c", code, *(args or ("run", "jobs/j1"))], capture_output=True,
+                          text=True, timeout=300, cwd=root)
 
 
 def test_inputs_round_trip_through_the_job_layout():
@@ -79,35 +85,51 @@ def test_inputs_round_trip_through_the_job_layout():
 def test_runner_needs_only_numpy_and_the_runtime_and_follows_the_protocol(tmp_path):
     import onnxruntime as ort
 
-    job, (evals, real, fixed, tp) = _job(tmp_path)
-    out = _run_device(job)
+    root, (evals, real, fixed, tp) = _job(tmp_path, rows=2)
+    out = _run_device(root)
     assert out.returncode == 0, out.stderr[-2000:]
+    job = root / "jobs" / "j1"
     result = json.loads((job / "result.json").read_text())
-    ref = ort.InferenceSession(str(job / "model.onnx"), providers=["CPUExecutionProvider"])
-    with np.load(job / "logits.npz") as logits:
-        assert sorted(logits.files) == ["eval/0", "eval/1"]
-        for i, (_, batch) in enumerate(evals):
-            np.testing.assert_allclose(logits[f"eval/{i}"], ref.run(None, {"input_ids": batch["input_ids"]})[0],
-                                       rtol=1e-5, atol=1e-6)
-    t = result["times_ms"]                      # rounds x requests per block, every time a positive number
-    assert (len(t["real"]), len(t["fixed"]), len(t["tp"])) == (2 * len(real), 2 * 5, 2 * len(tp))
-    assert all(x > 0 for v in t.values() for x in v)
+    ref = ort.InferenceSession(str(root / "objects" / "m" / "model.onnx"), providers=["CPUExecutionProvider"])
+    for row in (0, 1):
+        with np.load(job / f"logits-{row}.npz") as logits:
+            assert sorted(logits.files) == ["eval/0", "eval/1"]
+            for i, (_, batch) in enumerate(evals):
+                np.testing.assert_allclose(logits[f"eval/{i}"], ref.run(None, {"input_ids": batch["input_ids"]})[0],
+                                           rtol=1e-5, atol=1e-6)
+    assert len(result["rows"]) == 2
+    for row in result["rows"]:                  # rounds x requests per block, every time a positive number
+        t = row["times_ms"]
+        assert (len(t["real"]), len(t["fixed"]), len(t["tp"])) == (2 * len(real), 2 * 5, 2 * len(tp))
+        assert all(x > 0 for v in t.values() for x in v)
     fp = result["fingerprint"]
     assert fp["runtime"].startswith("onnxruntime ") and fp["threads"] == 1 and fp["arch"] and "isa" in fp
-    assert result["protocol"] == PROTOCOL and 0 <= result["others_cpu_share"] <= 1
+    assert fp["runtimes"]["onnxruntime"] == ort.__version__ and fp["memory_mb"] > 0
+    assert result["protocol"] == PROTOCOL and 0 <= result["others_cpu_share"] <= 1 and result["peak_rss_mb"] > 0
     assert not list(job.glob(".tmp-*"))         # nothing half-written left behind
 
 
+def test_runner_info_reports_the_device(tmp_path):
+    root, _ = _job(tmp_path)
+    out = _run_device(root, "info")
+    assert out.returncode == 0, out.stderr[-2000:]
+    info = json.loads(out.stdout)
+    assert info["protocol"] == PROTOCOL and info["disk_free_mb"] > 0 and info["memory_available_mb"] > 0
+    assert "onnxruntime" in info["fingerprint"]["runtimes"] and info["fingerprint"]["cores"] >= 1
+    assert _run_device(root, "bogus").returncode == 2
+
+
 def test_runner_refuses_another_protocol_and_writes_nothing(tmp_path):
-    job, _ = _job(tmp_path, protocol=PROTOCOL + 1)
-    out = _run_device(job)
+    root, _ = _job(tmp_path, protocol=PROTOCOL + 1)
+    out = _run_device(root)
     assert out.returncode == 1 and "protocol mismatch" in out.stderr
-    assert not (job / "result.json").exists() and not (job / "logits.npz").exists()
+    job = root / "jobs" / "j1"
+    assert not (job / "result.json").exists() and not list(job.glob("logits-*"))
 
 
 def test_runner_names_an_unknown_runtime(tmp_path):
-    job, _ = _job(tmp_path, runtime="tflite")
-    out = _run_device(job)
+    root, _ = _job(tmp_path, runtime="tflite")
+    out = _run_device(root)
     assert out.returncode == 1 and "unknown runtime 'tflite'" in out.stderr
 
 
@@ -115,12 +137,22 @@ def test_runner_on_openvino(tmp_path):
     pytest.importorskip("openvino")
     import onnxruntime as ort
 
-    job, (evals, _, _, _) = _job(tmp_path, runtime="openvino")
-    out = _run_device(job)
+    root, (evals, _, _, _) = _job(tmp_path, runtime="openvino")
+    out = _run_device(root)
     assert out.returncode == 0, out.stderr[-2000:]
+    job = root / "jobs" / "j1"
     assert json.loads((job / "result.json").read_text())["fingerprint"]["runtime"].startswith("openvino")
-    ref = ort.InferenceSession(str(job / "model.onnx"), providers=["CPUExecutionProvider"])
-    with np.load(job / "logits.npz") as logits:
+    ref = ort.InferenceSession(str(root / "objects" / "m" / "model.onnx"), providers=["CPUExecutionProvider"])
+    with np.load(job / "logits-0.npz") as logits:
         for i, (_, batch) in enumerate(evals):
             np.testing.assert_allclose(logits[f"eval/{i}"], ref.run(None, {"input_ids": batch["input_ids"]})[0],
                                        rtol=1e-4, atol=1e-5)
+
+
+def test_inputs_hash_follows_content():
+    from edgeft.device.protocol import inputs_hash
+
+    a = {"x": np.arange(6).reshape(2, 3), "y": np.zeros(2)}
+    assert inputs_hash(a) == inputs_hash({"y": np.zeros(2), "x": np.arange(6).reshape(2, 3)})
+    assert inputs_hash(a) != inputs_hash({**a, "x": np.arange(6).reshape(3, 2)})      # shape counts
+    assert inputs_hash(a) != inputs_hash({**a, "y": np.ones(2)})
