@@ -112,10 +112,60 @@ def cmd_ls(args) -> int:
 def cmd_targets(args) -> int:
     from .targets import TARGETS
 
+    if args.check:
+        return check_targets(args.check, args.override)
     for t in TARGETS.values():
         width = max(len(n) for n in TARGETS)
         print(f"{t.name:{width}s}  runs {', '.join(t.accepts):16s} {t.description}")
+    print("\nSSH devices: a benchmark target {name, ssh, runtime, ...}; `edgeft targets --check RECIPE` "
+          "connects to each")
     return 0
+
+
+def check_targets(recipe_path: str, overrides: list[str]) -> int:
+    """Connect to every target of the recipe's benchmarks: this machine's fingerprint and the local
+    targets it cannot run; per SSH device its fingerprint and what is missing. Exit 1 if any failed."""
+    from .recipe import load_recipe
+    from .targets import TARGETS, unavailable_reason
+    from .targets.fingerprint import host_fingerprint, runtime_versions
+    from .targets.remote import DeviceError, RemoteTarget, SshDevice
+
+    recipe = load_recipe(recipe_path, overrides, check_data=False)
+    targets = {}
+    for s in recipe.stages:
+        for t in getattr(s, "targets", None) or ():
+            targets.setdefault(t if isinstance(t, str) else t.name, t)
+    bad = 0
+    host = host_fingerprint()
+    print(f"this machine: {host['cpu']}, {host['machine']}, {host['cores']} cores; ISA {' '.join(host['isa'])}; "
+          f"{host['os']}; " + ", ".join(f"{k} {v}" for k, v in runtime_versions().items()))
+    for name, t in targets.items():
+        if not isinstance(t, RemoteTarget):
+            reason = unavailable_reason(name) if name in TARGETS else "unknown target"
+            print(f"  {name}: {'cannot run here: ' + reason if reason else 'ok'}")
+            bad += bool(reason)
+            continue
+        print(f"{name}: {t.describe()}")
+        dev = SshDevice(t, recipe.base_dir)
+        try:
+            info = dev.connect()
+            fp = info["fingerprint"]
+            mem = f", {fp['memory_mb'] / 1024:.1f} GB RAM" if fp.get("memory_mb") else ""
+            print(f"  cpu {fp.get('cpu')}, {fp.get('arch')}, {fp.get('cores')} cores{mem}; ISA "
+                  f"{' '.join(fp.get('isa') or []) or '—'}")
+            print(f"  {fp.get('os')}; python {fp.get('python')}, numpy {fp.get('numpy')}; runtimes: "
+                  + (", ".join(f"{k} {v}" for k, v in fp.get("runtimes", {}).items()) or "none"))
+            temp = info.get("temperature_c")
+            print(f"  free: {info.get('memory_available_mb')} MB memory, {info.get('disk_free_mb')} MB disk in "
+                  f"{t.workdir}" + (f"; {temp:.0f} °C" if temp is not None else "; temperature not readable"))
+            dev.check_runtime(info)
+            print("  ok")
+        except DeviceError as e:
+            print(f"  missing / failed: {e}")
+            bad += 1
+        finally:
+            dev.close()
+    return 1 if bad else 0
 
 
 def cmd_calibration(args) -> int:
@@ -164,7 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store", default=None)
     p.set_defaults(fn=cmd_ls)
 
-    p = sub.add_parser("targets", help="list benchmark targets")
+    p = sub.add_parser("targets", help="list benchmark targets; --check RECIPE connects to its SSH devices")
+    p.add_argument("--check", metavar="RECIPE", help="connect to every target of RECIPE's benchmarks and print "
+                   "each device's fingerprint (CPU, arch, cores, memory, OS, runtimes, ISA, temperature) and what "
+                   "is missing; exit 1 if one fails")
+    with_overrides(p)
     p.set_defaults(fn=cmd_targets)
 
     p = sub.add_parser("calibration", help="write a calibration manifest drawn from a recipe's data")

@@ -169,7 +169,8 @@ def file_hashes(artifact, files: dict[str, Path]) -> dict[str, str]:
 def _ssh_failure(device: str, step: str, rc: int, stderr: str, timeout_hint: str = "") -> DeviceError:
     """A DeviceError that says what went wrong, from ssh's exit status and stderr."""
     err = stderr.strip()
-    last = err.splitlines()[-1] if err else ""
+    lines = [ln for ln in err.splitlines() if ln.strip() and "exiting with failure status" not in ln.lower()]
+    last = lines[-1] if lines else (err.splitlines()[-1] if err else "")
     low = err.lower()
     if "host key verification failed" in low or "remote host identification has changed" in low:
         reason = ("the device's host key does not match the one your known_hosts has for it (or it has none): "
@@ -182,9 +183,10 @@ def _ssh_failure(device: str, step: str, rc: int, stderr: str, timeout_hint: str
     elif any(s in low for s in ("closed by remote host", "connection reset", "broken pipe", "timeout, server",
                                 "connection closed", "lost connection", "killed by signal")):
         reason = f"the connection was lost ({last})"
-    elif "no space left on device" in low or "disk quota exceeded" in low:
+    elif any(s in low for s in ("no space left on device", "disk quota exceeded", "wrote only")):
         reason = f"out of disk on the device ({last})"
-    elif "out of memory" in low or "memoryerror" in low or rc == 137:
+    elif any(s in low for s in ("out of memory", "memoryerror", "failed to allocate memory", "bad_alloc",
+                                "cannot allocate memory")) or rc == 137:
         reason = f"out of memory on the device ({last or 'killed, status 137'})"
     elif rc == 255 and not last:    # a shared connection that died says nothing more
         reason = "the connection was lost (ssh exited 255 without a message)"

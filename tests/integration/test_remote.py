@@ -284,3 +284,102 @@ def test_connection_lost_mid_benchmark_keeps_the_other_rows_and_a_rerun_resumes(
     report2 = json.loads(again.artifacts["bench"].main_path.read_text())
     assert {r["target"] for r in report2["rows"]} == {"cpu", "testdev"} and not report2["failed_targets"]
     assert [r["latency_ms"] for r in report2["rows"] if r["target"] == "cpu"] == cpu_rows   # reused, not re-timed
+
+
+def test_targets_check_prints_each_devices_fingerprint_and_what_is_missing(server, tmp_path, capsys):
+    import yaml
+
+    from edgeft.cli import main
+
+    dead = sshd.SshServer(tmp_path / "dead")
+    stages = [{"name": "onnx", "type": "export"},
+              {"name": "bench", "type": "benchmark", "artifacts": ["@onnx"],
+               "targets": ["cpu", _target(server, tmp_path / "device"),
+                           _target(dead, tmp_path / "device2", name="deadboard"),
+                           _target(server, tmp_path / "device3", name="ovboard", runtime="openvino")]}]
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(small_recipe(stages=stages)))
+    code = main(["targets", "--check", str(path)])
+    out = capsys.readouterr().out
+    assert code == 1                                      # deadboard is unreachable
+    assert "this machine:" in out and "  cpu: ok" in out
+    dev = out.split("testdev:")[1].split("deadboard:")[0]
+    assert "runtimes: onnxruntime" in dev and "openvino" in dev and "ISA" in dev and "cores" in dev and "ok" in dev
+    assert "free:" in dev and "MB disk" in dev
+    assert "missing / failed: device 'deadboard', step connect: unreachable" in out
+    assert "ovboard" in out and out.split("ovboard:")[1].strip().endswith("ok")
+
+
+def test_device_out_of_disk_is_named_and_leaves_no_half_upload(server, tmp_path):
+    """The device's edgeft folder on a 512 KiB tmpfs: the runner fits, a 2 MB artifact does not."""
+    from edgeft.targets.remote import DeviceError
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        dev = _device(server, small)
+        try:
+            dev.connect()
+            with pytest.raises(DeviceError) as e:
+                dev.send({"big": {"model.onnx": np.random.default_rng(0).bytes(2_000_000)}})
+        finally:
+            dev.close()
+        assert e.value.step == "send" and "out of disk on the device" in str(e.value)
+        assert not (small / "objects" / "big").exists() and not list((small / "objects").glob(".in-*"))
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def _huge_intermediate_model(path):
+    """input_ids [b, s] -> logits [b, 2] through a 4 GB intermediate (ConstantOfShape [40000, 25000])."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["big"],
+                              value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
+             helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+             helper.make_node("Cast", ["input_ids"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceMean", ["f", "axes"], ["m"], keepdims=1),
+             helper.make_node("Mul", ["m", "total"], ["m2"]),
+             helper.make_node("Concat", ["m2", "m2"], ["logits"], axis=1)]
+    inits = [numpy_helper.from_array(np.array([40000, 25000], np.int64), "shape"),
+             numpy_helper.from_array(np.array([1], np.int64), "axes")]
+    g = helper.make_graph(nodes, "huge", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 2])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+def test_device_out_of_memory_is_named(server, tmp_path):
+    """A device whose processes may use at most 1.5 GB (ulimit -v in its python wrapper) and a model that
+    needs a 4 GB buffer: ONNX Runtime's allocation fails on the device, the host names it."""
+    import io
+
+    from edgeft.device import PROTOCOL
+    from edgeft.device.protocol import pack_inputs
+    from edgeft.targets.remote import DeviceError
+    from tests.unit.test_device_runner import _inputs
+
+    wrapper = tmp_path / "python-1.5g"
+    wrapper.write_text(f"#!/bin/sh\nulimit -v 1500000\nexec {DEVICE_PY} \"$@\"\n")
+    wrapper.chmod(0o755)
+    buf = io.BytesIO()
+    np.savez(buf, **pack_inputs(*_inputs(np.random.default_rng(1))))
+    dev = _device(server, tmp_path / "device", python=str(wrapper))
+    try:
+        dev.connect()
+        dev.send({"m": {"model.onnx": _huge_intermediate_model(tmp_path / "huge.onnx")},
+                  "i": {"inputs.npz": buf.getvalue()}})
+        job = {"protocol": PROTOCOL, "runtime": "onnxruntime", "threads": 1, "rounds": 1, "warmup": 1,
+               "fixed_runs": 1, "rows": [{"model": "objects/m/model.onnx", "inputs": "objects/i/inputs.npz",
+                                          "text": False}]}
+        with pytest.raises(DeviceError) as e:
+            dev.run_job(job)
+    finally:
+        dev.close()
+    assert e.value.step == "run" and "out of memory on the device" in str(e.value)
+    assert not list((tmp_path / "device" / "jobs").iterdir())
