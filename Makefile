@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo demo-full test test-fast lint bench clean fashion-mnist system-packages device-env
+.PHONY: setup demo demo-full test test-fast lint bench clean fashion-mnist system-packages device-env arm64-board
 
 setup: $(STAMP)
 
@@ -35,7 +35,13 @@ $(STAMP): pyproject.toml Makefile | $(PY)
 	@$(MAKE) --no-print-directory system-packages
 	$(PY) -c "import edgeft, torch, onnxruntime, transformers; print('edgeft set up: torch', torch.__version__, '| onnxruntime', onnxruntime.__version__, '| transformers', transformers.__version__)"
 	@$(MAKE) --no-print-directory device-env
+	@$(MAKE) --no-print-directory arm64-board
 	touch $(STAMP)
+
+# An emulated ARM64 board's Python (qemu-user, Debian's arm64 python3.11, aarch64 numpy + onnxruntime
+# wheels) for the SSH-device tests; needs root (apt-get, a private mount namespace), else they skip.
+arm64-board: | $(PY)
+	@sh tests/boards/arm64.sh $(PY) .arm64-board
 
 # A device-side environment for the remote-target tests: numpy and the runtimes only (the versions of
 # .venv), no torch, transformers or pydantic — what a board needs to run edgeft/device/runner.py.

@@ -189,6 +189,11 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
             out.append("| " + " | ".join(cells) + " |")
         names = [trows[i]["artifact"] for i in order]
         out += ["", f"Pareto front (fastest to most accurate): {', '.join(names) or '—'}", ""]
+        agree = [f"{r['artifact']} {100 * r['agreement_with_host']:.1f}% (vs {r['host_row']})" for r in trows
+                 if r.get("agreement_with_host") is not None]
+        if agree:
+            out += ["Same prediction as this machine's row of the artifact on the same runtime: "
+                    + ", ".join(agree), ""]
 
     real = [r for r in rows if not r.get("emulated")]      # emulated latencies are never compared
     if len(_targets(real)) > 1:

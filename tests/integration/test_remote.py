@@ -184,7 +184,7 @@ def test_host_key_checking_cannot_be_switched_off_in_a_recipe(server, tmp_path):
 # ------------------------------------------------------------------------------------ through a recipe
 
 
-def _recipe(server, workdir, name="remote", rounds=2, latency_samples=60):
+def _recipe(server, workdir, name="remote", rounds=2, latency_samples=60, device=None, test_samples=200, **bench):
     from edgeft.recipe import validate_recipe
 
     raw = small_recipe(name=name, stages=[
@@ -192,10 +192,11 @@ def _recipe(server, workdir, name="remote", rounds=2, latency_samples=60):
         {"name": "export", "type": "export", "optimize": False},
         {"name": "int8", "type": "quantize", "method": "dynamic", "parity": {"min_agreement": 0.5}},
         {"name": "bench", "type": "benchmark", "artifacts": ["@export", "@int8"],
-         "targets": ["cpu", _target(server, workdir, threads=1)], "threads": 1, "latency_samples": latency_samples,
-         "rounds": rounds, "warmup": 3, "fixed_runs": 5, "throughput_batches": 2, "memory": False},
+         "targets": ["cpu", device or _target(server, workdir, threads=1)], "threads": 1,
+         "latency_samples": latency_samples, "rounds": rounds, "warmup": 3, "fixed_runs": 5, "throughput_batches": 2,
+         "memory": False, **bench},
     ])
-    raw["data"]["max_samples"] = {"train": 64, "validation": 32, "test": 200}
+    raw["data"]["max_samples"] = {"train": 64, "validation": 32, "test": test_samples}
     return validate_recipe(raw)
 
 
@@ -221,6 +222,8 @@ def test_int8_on_cpu_and_on_the_ssh_device(server, runs, tmp_path_factory):
         assert there["device"] == "testdev" and here["device"] is None
         assert there["latency_ms"]["p50"] > 0 and there["throughput_sps"] > 0 and there["size_mb"] == here["size_mb"]
         assert there["speedup_vs_reference"] is None                 # never against another device's row
+        # one ONNX Runtime build, one CPU, one thread: the device predicts exactly what this machine does
+        assert there["host_row"] == f"{art}@cpu" and there["agreement_with_host"] == 1.0
         fp = there["fingerprint"]
         assert fp["device"] == "testdev" and fp["ssh"] == server.host and fp["runtime"].startswith("onnxruntime")
         assert fp["threads"] == 1 and fp["cpu"] and fp["arch"]
@@ -383,3 +386,41 @@ def test_device_out_of_memory_is_named(server, tmp_path):
         dev.close()
     assert e.value.step == "run" and "out of memory on the device" in str(e.value)
     assert not list((tmp_path / "device" / "jobs").iterdir())
+
+
+ARM64_PY = sshd.DEVICE_VENV.parent / ".arm64-board" / "python"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ARM64_PY.exists(), reason="no emulated ARM64 board (.arm64-board: tests/boards/arm64.sh, "
+                    "run by make setup as root)")
+def test_emulated_arm64_board_runs_the_artifacts_and_agrees(server, runs, tmp_path_factory):
+    """An ARM64 board emulated by qemu-user (Cortex-A72; Debian's arm64 Python, the aarch64 numpy and
+    onnxruntime wheels), reached over the same SSH: the FP32 and INT8 artifacts run there, give this
+    machine's answers, and their latencies are labelled emulated and compared with nothing."""
+    from edgeft.runner import run_recipe
+
+    board = _target(server, tmp_path_factory.mktemp("arm"), name="arm64", python=str(ARM64_PY), emulated=True,
+                    threads=1, job_timeout_s=1800)
+    # emulation runs MiniLM some 100x slower than this CPU: 24 test texts, a few timed requests
+    recipe = _recipe(server, None, name="remote-arm", device=board, latency_samples=3, rounds=1, warmup=1,
+                     fixed_runs=2, throughput_batches=1, throughput_batch_size=2, test_samples=24)
+    result = run_recipe(recipe, runs_dir=runs)
+    assert result.ok, result.failed
+    report = json.loads(result.artifacts["bench"].main_path.read_text())
+    rows = {(r["artifact"], r["target"]): r for r in report["rows"]}
+    assert set(rows) == {("export", "cpu"), ("int8", "cpu"), ("export", "arm64"), ("int8", "arm64")}
+    for art in ("export", "int8"):
+        arm = rows[(art, "arm64")]
+        assert arm["emulated"] is True and arm["fingerprint"]["arch"] == "aarch64"
+        assert arm["fingerprint"]["cpu"] == "ARM Cortex-A72" and "asimd" in arm["fingerprint"]["isa"]
+        assert arm["latency_ms"]["p50"] > 0 and arm["speedup_vs_reference"] is None
+    # other kernels (NEON instead of this CPU's AVX2 / AVX-512 / VNNI ones): FP32 differs in rounding only,
+    # which moves no answer; INT8 kernels round their quantized activations differently on each ISA, which
+    # flips the near-tied answers of this barely trained head (4 steps, accuracy near chance): 1 of 24 on
+    # the AVX-512 VNNI EPYC. Allowed: 3 of 24; a broken ARM path agrees about half the time.
+    assert rows[("export", "arm64")]["agreement_with_host"] == 1.0
+    assert rows[("int8", "arm64")]["agreement_with_host"] >= 21 / 24
+    md = (result.run_dir / "report.md").read_text()
+    # `cpu` is the only real target: with the emulated one left out there is nothing to compare across
+    assert "**Emulated:**" in md and "## Across targets" not in md

@@ -99,3 +99,38 @@ def test_missing_values_render_as_dashes():
     data["rows"][1]["latency_ms"]["p50"] = None
     md = render_markdown(data)
     assert "—" in md and "pruned" in md
+
+
+def _device_row(artifact, target, precision, acc, p50, key, emulated=False):
+    r = _row(artifact, target, precision, acc, p50, key)
+    r.update(device=target, emulated=emulated, speedup_vs_reference=None, peak_rss_mb=None,
+             fingerprint={"cpu": "ARM Cortex-A76", "arch": "aarch64", "cores": 4, "memory_mb": 8192,
+                          "isa": ["asimd"], "os": "Linux-6.6-aarch64", "python": "3.11.2", "numpy": "2.4.6",
+                          "runtime": "onnxruntime 1.32.0", "threads": 4, "ssh": "pi@pi5.local"})
+    return r
+
+
+def test_ssh_device_rows_get_their_own_table_fingerprint_and_failure_section(tmp_path):
+    rep = _report()
+    rep["rows"] += [{**_device_row("export", "pi5", "fp32", 0.8427, 9.0, "k4"), "agreement_with_host": 0.996,
+                     "host_row": "export@cpu"},
+                    _device_row("int8", "pi5", "int8", 0.8408, 5.0, "k5"),
+                    _device_row("int8", "qemu-arm", "int8", 0.8408, 0.5, "k5", emulated=True)]
+    rep["devices"] = {"pi5": {"temperature_c": 61.2, "busy": True, "others_cpu_share": 0.3}}
+    rep["failed_targets"] = [{"target": "jetson", "step": "connect", "artifacts": ["export", "int8"],
+                              "error": "device 'jetson', step connect: unreachable: Connection refused"}]
+    md = render_markdown(rep)
+    pi5 = md.split("## Device `pi5` — over SSH (pi@pi5.local)")[1].split("## ")[0]
+    assert "- **Device:** ARM Cortex-A76, aarch64, 4 cores, 8.0 GB; ISA asimd" in pi5 and "61 °C" in pi5
+    assert "onnxruntime 1.32.0, 4 thread(s)" in pi5 and "other work used 30% of the device's CPU" in pi5
+    assert "**Emulated:**" not in pi5 and "same runtime: export 99.6% (vs export@cpu)" in pi5
+    arm = md.split("## Device `qemu-arm`")[1].split("## ")[0]
+    assert "**Emulated:**" in arm
+    # the emulated row (0.5 ms, fastest of all) is left out of the cross-target front
+    across = md.split("## Across targets")[1].split("\n\n")[1]
+    assert "(emulated devices left out)" in across and "qemu-arm" not in across and "int8 on `cpu`" in across
+    assert "## Failed devices" in md and "**jetson** (step connect; artifacts export, int8)" in md
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(rep))
+    write_report(path, tmp_path)
+    assert (tmp_path / "pareto.png").stat().st_size > 0
