@@ -240,7 +240,10 @@ class SshDevice:
 
     @property
     def wd(self) -> str:
-        return shlex.quote(self.t.workdir)
+        """The device's edgeft folder, quoted for its shell (`~/x` is x in the home, where ssh starts)."""
+        w = self.t.workdir
+        w = w[2:] if w.startswith("~/") else ("." if w == "~" else w)
+        return shlex.quote(w)
 
     def _upload(self, folders: dict[str, dict[str, bytes | Path]], where: str, step: str) -> None:
         """Put each {hash: {name: bytes or local path}} at <workdir>/<where>/<hash>/ (atomic per hash)."""
