@@ -86,9 +86,17 @@ class QATConfig(TrainConfig):
         return problems
 
 
+# NNCF compiles its PyTorch C++ extension on first use and gives up after 60 s by default: a 2-core
+# machine with other work running took longer (the quick demo's qat failed so, 2026-12-03). Ten minutes,
+# unless the user set it.
+NNCF_EXTENSION_LOAD_TIMEOUT_S = 600
+
+
 def run(cfg: QATConfig, inputs: dict, ctx):
+    import os
     import shutil
 
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", str(NNCF_EXTENSION_LOAD_TIMEOUT_S))
     import nncf
     import numpy as np
     import torch
