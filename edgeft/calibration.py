@@ -22,7 +22,7 @@ class CalibrationManifest(Strict):
     source: str = Field(description="the data source it was drawn from, e.g. builtin:rotten_tomatoes")
     split: Literal["train", "validation", "test"] = "train"
     num_samples: PositiveInt
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="0..2**32-1, the range numpy's seeding accepts")
     sha256: str | None = Field(None, description="hash of the chosen samples; checked when used")
 
 
@@ -93,9 +93,28 @@ def calibration_samples(manifest: CalibrationManifest, splits, manifest_path: Pa
     return items
 
 
+def check_request(split: str, num_samples: int, seed: int) -> list[tuple[str, str]]:
+    """Problems with a manifest request (`edgeft calibration` options), before any data is loaded."""
+    try:
+        CalibrationManifest(source="-", split=split, num_samples=num_samples, seed=seed)
+    except ValidationError as e:
+        from .schema import pydantic_problems
+
+        return pydantic_problems(e)
+    return []
+
+
 def write_manifest(recipe, output: str | Path, split: str, num_samples: int, seed: int) -> Path:
+    """Draw the samples, hash them and write the manifest (atomically: a temp file renamed into place).
+    RecipeError naming the option (num_samples, seed, split) if the request is invalid."""
+    import os
+
+    from .errors import RecipeError
     from .tasks import get_task
 
+    problems = check_request(split, num_samples, seed)
+    if problems:
+        raise RecipeError(problems, source="calibration manifest")
     splits = get_task(recipe.task).load_splits(recipe)
     m = CalibrationManifest(source=data_source_id(recipe.data), split=split, num_samples=num_samples, seed=seed)
     items = calibration_samples(m, splits)
@@ -106,7 +125,12 @@ def write_manifest(recipe, output: str | Path, split: str, num_samples: int, see
     header = (f"# Calibration set: {m.num_samples} samples of the {split} split of {m.source}, "
               f"drawn with seed {seed}.\n"
               f"# sha256 is the hash of the chosen samples; quantize fails if the data no longer matches it.\n")
-    out.write_text(header + yaml.safe_dump(m.model_dump(), sort_keys=False))
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(header + yaml.safe_dump(m.model_dump(), sort_keys=False))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, PositiveInt, ValidationError, model_validator
+from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from . import stages as registry
 from .errors import RecipeError
@@ -25,6 +25,10 @@ TASKS = ("text-classification", "image-classification")
 # data keys that only one task reads: setting one for the other task is an error, not silently ignored
 TEXT_DATA_KEYS = ("max_length", "text_column", "label_column", "group_column")
 IMAGE_DATA_KEYS = ("image_size",)
+# what users' text files are read with (see DataConfig.key_fields): change it when the same file would give
+# other splits, rows or label ids
+USER_TEXT_LOADER = "edgeft.data.text/2: strict rows, labels as given, stratified splits"
+SEED_MAX = 2**32 - 1      # numpy's legacy seeding (np.random.seed), scikit-learn random_state, transformers set_seed
 
 
 class ModelConfig(Strict):
@@ -32,8 +36,10 @@ class ModelConfig(Strict):
 
 
 class SplitFractions(Strict):
-    validation: float = Field(0.1, gt=0, lt=1)
-    test: float = Field(0.2, gt=0, lt=1)
+    """How a single `source` is split (stratified by label, or by `group_column`); with `train` and `test`
+    files but no `validation`, `validation` is the share of train held out."""
+    validation: float = Field(0.1, gt=0, lt=1, description="of the whole (single source) or of train (files)")
+    test: float = Field(0.2, gt=0, lt=1, description="of the whole; single source only")
 
     @model_validator(mode="after")
     def _sum(self):
@@ -55,22 +61,55 @@ class DataConfig(Strict):
     image_size: int | None = Field(None, ge=16, le=1024, description="image tasks: images are resized to "
                                    "image_size x image_size (default 224)")
     max_samples: dict[Literal["train", "validation", "test"], PositiveInt] = {}
+    drop_invalid: bool = Field(False, description="drop rows with an empty text, a missing label, a label train "
+                               "never has or an image that does not decode (counted in the report) instead of "
+                               "failing with a list of them")
 
     @model_validator(mode="after")
     def _one_way(self):
         files = [self.train, self.validation, self.test]
         if self.source and any(files):
             raise ValueError("give either `source` or `train`/`validation`/`test` files, not both")
-        if not self.source and not all(files):
-            raise ValueError("give `source`, or all three of `train`, `validation` and `test`")
+        if not self.source and not (self.train and self.test):
+            given = [k for k in ("train", "validation", "test") if getattr(self, k)]
+            raise ValueError(f"{' and '.join(f'`{k}`' for k in given) or 'no data'} given: give `source` (one file "
+                             f"or builtin:NAME), or `train` and `test` files (`validation` is optional: without it "
+                             f"`split.validation` of train is held out)")
         return self
+
+    def unused_problems(self) -> list[tuple[str, str]]:
+        """Split settings the given files leave nothing to do for: errors, never silently ignored."""
+        if self.source:
+            return []
+        out = []
+        if differs_from_default(self.split, "test"):
+            out.append(("data.split.test", "the `test` file is the test split; split.test applies to a single "
+                                           "`source` only"))
+        if self.validation and differs_from_default(self.split, "validation"):
+            out.append(("data.split.validation", "the `validation` file is the validation split; split.validation "
+                                                 "applies when validation is carved out of train"))
+        if self.validation and self.group_column:
+            out.append(("data.group_column", "all three files are given, so nothing is split by group"))
+        return out
+
+    def key_fields(self, task: str) -> dict:
+        """This section as it enters every cache key. Keys at their default that change no data are left
+        out (so adding them kept existing keys): image_size; drop_invalid always (a load either succeeds
+        with no invalid rows, the same data either way, or drops them, which the old loader did
+        silently). Users' text files are read by the loader of edgeft.data.text (strict rows, labels as
+        given, stratified single-file splits): `loader` names it, so artifacts made from the same file by
+        the earlier loader (another split, other label ids) are never reused."""
+        data = self.model_dump(exclude={"drop_invalid"} | ({"image_size"} if self.image_size is None else set()))
+        if task == "text-classification" and not (self.source or "").startswith("builtin:"):
+            data["loader"] = USER_TEXT_LOADER
+        return data
 
 
 class RecipeHead(Strict):
     """Everything of a recipe but its parsed stages: what the whole-recipe checks read while some stages
     may still have failed to parse (`stages` here is the raw list)."""
     name: str = Field(pattern=NAME_RE)
-    seed: int = 0
+    seed: int = Field(0, description=f"0..{SEED_MAX}: splits, sampling, initialisation and training order")
     strict: bool = Field(False, description="treat validation warnings (e.g. pruning no target speeds up) as errors")
     task: Literal[TASKS]  # type: ignore[valid-type]
     model: ModelConfig
@@ -79,13 +118,21 @@ class RecipeHead(Strict):
     # set by load_recipe, not by the user
     base_dir: Path = Field(default=Path("."), exclude=True)
 
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, v: int) -> int:
+        if not 0 <= v <= SEED_MAX:
+            raise ValueError(f"{v} is out of range: a seed is 0..{SEED_MAX} (2**32 - 1), what numpy, "
+                             f"scikit-learn and torch all accept")
+        return v
+
     def resolve_path(self, p: str) -> Path:
         return resolve_path(p, self.base_dir)
 
     def context_fields(self) -> dict:
         """The recipe-level settings every stage's output depends on (part of every cache key)."""
-        data = self.data.model_dump(exclude={"image_size"} if self.data.image_size is None else set())
-        return {"task": self.task, "seed": self.seed, "model": self.model.model_dump(), "data": data}
+        return {"task": self.task, "seed": self.seed, "model": self.model.model_dump(),
+                "data": self.data.key_fields(self.task)}
 
     def task_problems(self) -> list[tuple[str, str]]:
         """Settings of the other task: rejected, so nothing a user wrote is silently ignored."""
@@ -93,6 +140,7 @@ class RecipeHead(Strict):
         other = TEXT_DATA_KEYS if is_image else IMAGE_DATA_KEYS
         problems = [(f"data.{k}", f"{'a text' if is_image else 'an image'}-classification setting; this recipe's "
                                   f"task is {self.task}") for k in other if differs_from_default(self.data, k)]
+        problems += self.data.unused_problems()
         if is_image and self.data.source == "builtin:fashion_mnist" and differs_from_default(self.data.split, "test"):
             problems.append(("data.split.test", "builtin:fashion_mnist uses its official test set; only "
                                                 "split.validation (a fraction of train) applies"))

@@ -6,9 +6,11 @@
   deterministic from the recipe seed); test is the official test set. Items are 28x28 uint8 arrays.
 - an image folder (ImageFolder layout: one sub-folder per class, the folder name is the label):
   `source: DIR` with `train/`, `validation/` (or `val/`) and `test/` inside, or with class folders
-  directly inside (split per class by `split` fractions); or `train:`/`validation:`/`test:` folders.
-  Items are file paths; every file is opened once when the splits load, and an empty or unreadable
-  image is a DataError that names the file.
+  directly inside (split per class by `split` fractions); or `train:`/`test:` folders (and
+  `validation:`; without it, `split.validation` of each train class is held out). Items are file
+  paths; every file is decoded once when the splits load: empty, unreadable or truncated images are
+  listed in one DataError (file names, how many in all), or dropped and counted with
+  `data.drop_invalid: true`.
 """
 
 from __future__ import annotations
@@ -100,30 +102,36 @@ def split_dirs(folder: Path) -> dict[str, Path] | None:
     return found if {"train", "test"} <= set(found) else None
 
 
-def check_image(path: Path) -> None:
-    """DataError naming the file if it is empty or cannot be decoded as an image."""
+def image_problem(path: Path) -> str | None:
+    """Why the file cannot be used as an image (empty, not an image, truncated: every file is decoded,
+    as `verify()` passes a truncated JPEG), or None."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         if path.stat().st_size == 0:
-            raise DataError(f"image file is empty: {path}")
+            return "image file is empty"
         with Image.open(path) as im:
-            im.verify()
-    except DataError:
-        raise
+            im.draft("RGB", (1, 1))          # JPEG: decode at reduced scale, still reads every byte
+            im.load()
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-        raise DataError(f"cannot read image {path}: {e}") from None
+        return f"cannot read image: {e}"
+    return None
 
 
-def _split_of(by_class: dict[str, list[Path]], label_names: list[str], where: Path) -> Split:
+def _split_of(by_class: dict[str, list[Path]], label_names: list[str], name: str, bad: list) -> Split:
+    """The split's images with their class ids; images of a class train does not have go to `bad`."""
+    from . import Invalid
+
     index = {n: i for i, n in enumerate(label_names)}
     items, labels = [], []
-    for name, files in by_class.items():
-        if name not in index:
-            raise DataError(f"{where}: class folder {name!r} does not appear in the training split "
-                            f"(classes: {', '.join(label_names)})")
+    for cls, files in by_class.items():
+        if cls not in index:
+            bad += [Invalid(str(f), "label not in train", f"class folder {cls!r} does not appear in the training "
+                                                          f"split (classes: {', '.join(label_names)})", name)
+                    for f in files]
+            continue
         items += files
-        labels += [index[name]] * len(files)
+        labels += [index[cls]] * len(files)
     return Split(items, np.asarray(labels, dtype=np.int64))
 
 
@@ -145,6 +153,7 @@ def _fraction_split(by_class: dict[str, list[Path]], val: float, test: float, se
 
 def load_image_folders(data, seed: int, base_dir: Path) -> Splits:
     from ..schema import resolve_path
+    from . import Invalid, dropped_counts, invalid_error
 
     if data.source:
         root = resolve_path(data.source, base_dir)
@@ -158,31 +167,53 @@ def load_image_folders(data, seed: int, base_dir: Path) -> Splits:
             info = f"{root} (split per class: validation {data.split.validation:g}, test {data.split.test:g})"
         else:
             parts = {k: class_folders(v) for k, v in dirs.items()}
-            if "validation" not in parts:        # carve validation out of train
-                carved = _fraction_split(parts["train"], data.split.validation, 0.0, seed)
-                parts["train"], parts["validation"] = carved["train"], carved["validation"]
             info = f"{root} ({', '.join(f'{k}/' for k in dirs)})"
     else:
         parts = {}
         for name in ("train", "validation", "test"):
-            folder = resolve_path(getattr(data, name), base_dir)
-            if not folder.is_dir():
-                raise DataError(f"data.{name}: image folder not found: {folder}")
-            parts[name] = class_folders(folder)
+            if getattr(data, name):
+                folder = resolve_path(getattr(data, name), base_dir)
+                if not folder.is_dir():
+                    raise DataError(f"data.{name}: image folder not found: {folder}")
+                parts[name] = class_folders(folder)
         root = resolve_path(data.train, base_dir)
-        info = {n: getattr(data, n) for n in ("train", "validation", "test")}
+        info = {n: getattr(data, n) for n in ("train", "validation", "test") if getattr(data, n)}
     _non_empty(parts["train"], root)
+    # every image is decoded once: the ones that do not decode are listed (or dropped) before any split
+    bad = []
+    for name, by_class in parts.items():
+        for cls, files in by_class.items():
+            ok = []
+            for f in files:
+                reason = image_problem(f)
+                if reason:
+                    bad.append(Invalid(str(f), "unreadable image", reason, name))
+                else:
+                    ok.append(f)
+            by_class[cls] = ok
+    how = "as given in the folders"
+    if "validation" not in parts:        # carve validation out of train, per class
+        carved = _fraction_split(parts["train"], data.split.validation, 0.0, seed)
+        parts["train"], parts["validation"] = carved["train"], carved["validation"]
+        how = f"validation carved out of train: {data.split.validation:g} of each class, seed {seed}"
+    elif data.source and dirs is None:
+        how = f"per class, seed {seed}: validation {data.split.validation:g}, test {data.split.test:g}"
     label_names = [n for n, files in parts["train"].items() if files]
     if len(label_names) < 2:
+        if bad and not data.drop_invalid:
+            raise invalid_error(bad)
         raise DataError(f"{root}: need at least two class folders with images; found {label_names}")
-    splits = {name: _split_of({k: v for k, v in parts[name].items() if v}, label_names, root)
+    splits = {name: _split_of({k: v for k, v in parts[name].items() if v}, label_names, name, bad)
               for name in ("train", "validation", "test")}
+    if bad and not data.drop_invalid:
+        raise invalid_error(bad)
     for name, s in splits.items():
         if len(s) == 0:
             raise DataError(f"{root}: the {name} split has no images")
-        for path in s.items:
-            check_image(path)
-    return Splits(splits["train"], splits["validation"], splits["test"], label_names, {"source": info})
+    out = {"source": info, "split": how}
+    if bad:
+        out["dropped"] = dropped_counts(bad)
+    return Splits(splits["train"], splits["validation"], splits["test"], label_names, out)
 
 
 def _non_empty(by_class: dict, root: Path) -> None:
@@ -226,7 +257,7 @@ def check_image_data(data, base_dir: Path) -> list[tuple[str, str]]:
                 problems.append(("data.source", f"builtin:fashion_mnist is not installed in {folder}: "
                                                 f"{FASHION_MNIST_HINT}"))
         return problems
-    for key in (["source"] if data.source else ["train", "validation", "test"]):
+    for key in (["source"] if data.source else [k for k in ("train", "validation", "test") if getattr(data, k)]):
         folder = resolve_path(getattr(data, key), base_dir)
         if not folder.is_dir():
             problems.append((f"data.{key}", f"image folder not found: {folder}"))

@@ -86,3 +86,49 @@ def check_source(source: str, task: str | None = None) -> str | None:
     if source.startswith((".", "/", "~")) or source.count("/") > 1:
         return f"model folder not found: {source}"
     return None  # looks like a hub id: checked when loaded
+
+
+# models whose position ids start after the padding index (RoBERTa's 514 positions take 512 tokens)
+PADDING_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "longformer",
+                            "mpnet", "ibert", "xmod")
+
+
+def position_limit(source: str, base_dir: Path = Path(".")) -> tuple[int, Path] | None:
+    """(the most tokens the model's position embeddings take, the config.json it was read from), found
+    without importing torch: a shipped model, a local folder, or a hub id already in the local cache.
+    None when it cannot be read offline or the model has no absolute position limit."""
+    import json
+
+    config = None
+    if source.startswith("shipped:"):
+        try:
+            config = _shipped_path(source.split(":", 1)[1], import_extras=False) / "config.json"
+        except EdgeftError:
+            return None                       # reported by check_source
+    else:
+        from ..schema import resolve_path
+
+        local = resolve_path(source, base_dir)
+        if local.exists():
+            config = local / "config.json"
+        else:
+            try:
+                from huggingface_hub import try_to_load_from_cache
+
+                cached = try_to_load_from_cache(source, "config.json")
+            except (ImportError, ValueError, OSError):       # not installed, or not a valid repo id
+                return None
+            config = Path(cached) if isinstance(cached, str) else None
+    try:
+        cfg = json.loads(config.read_text()) if config is not None else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("max_position_embeddings"), int):
+        return None
+    if cfg.get("position_biased_input") is False:       # DeBERTa-v2 style: relative positions only
+        return None
+    limit = cfg["max_position_embeddings"]
+    if cfg.get("model_type") in PADDING_OFFSET_POSITIONS:
+        pad = cfg.get("pad_token_id")
+        limit -= (1 if pad is None else int(pad)) + 1
+    return limit, config

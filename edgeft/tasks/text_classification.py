@@ -32,13 +32,57 @@ def check_data(recipe) -> list[tuple[str, str]]:
     reason = check_source(recipe.model.source, NAME)
     if reason:
         problems.append(("model.source", reason))
+    else:
+        problems += check_max_length(recipe)
     return problems
 
 
-def load_splits(recipe):
-    from ..data.text import load_text_splits
+def check_max_length(recipe) -> list[tuple[str, str]]:
+    """data.max_length above the model's position limit (read from its config.json, no torch): an error
+    at load time, not an index error in the middle of training. Unknown limit (a hub id not cached
+    here): no check."""
+    from ..models import position_limit
 
-    return load_text_splits(recipe.data, recipe.seed, recipe.base_dir)
+    found = position_limit(recipe.model.source, recipe.base_dir)
+    if found is None or recipe.data.max_length <= found[0]:
+        return []
+    limit, config = found
+    return [("data.max_length", f"{recipe.data.max_length} is above the model's limit of {limit} tokens "
+                                f"(max_position_embeddings in {config}); use {limit} or less")]
+
+
+def load_splits(recipe):
+    """The recipe's splits; `info["truncated"]` counts the examples per split that max_length cuts,
+    with the tokenizer of the recipe's model (left out if it cannot be loaded here)."""
+    import logging
+
+    from ..data.text import count_truncated, load_text_splits
+
+    splits = load_text_splits(recipe.data, recipe.seed, recipe.base_dir)
+    tokenizer = _source_tokenizer(recipe)
+    if tokenizer is not None:
+        cut = splits.info["truncated"] = count_truncated(tokenizer, splits, recipe.data.max_length)
+        if any(cut[n] for n in ("train", "validation", "test")):
+            logging.getLogger("edgeft").info("data: max_length %d truncates train %d, validation %d, test %d "
+                                             "example(s)", cut["max_length"], cut["train"], cut["validation"],
+                                             cut["test"])
+    return splits
+
+
+def _source_tokenizer(recipe):
+    import logging
+
+    from ..errors import EdgeftError
+    from ..models import resolve_source
+
+    try:
+        source = resolve_source(recipe.model.source)
+        local = recipe.resolve_path(source)
+        return load_processor(local if local.exists() else source)
+    except (EdgeftError, OSError, ValueError) as e:
+        logging.getLogger("edgeft").info("data: truncation not counted (no tokenizer for %s: %s)",
+                                         recipe.model.source, e)
+        return None
 
 
 # ----------------------------------------------------------------------------- model

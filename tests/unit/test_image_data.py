@@ -107,12 +107,12 @@ def test_empty_or_unreadable_image_is_a_clear_error(tmp_path, fmnist):
     assert load_image_splits(cfg, seed=0, base_dir=tmp_path).label_names == ["a", "b"]
     empty = tmp_path / "ds" / "train" / "b" / "empty.png"
     empty.write_bytes(b"")
-    with pytest.raises(DataError, match=r"empty.*empty\.png"):
+    with pytest.raises(DataError, match=r"empty\.png: image file is empty"):
         load_image_splits(cfg, seed=0, base_dir=tmp_path)
     empty.unlink()
     broken = tmp_path / "ds" / "test" / "a" / "broken.jpg"
     broken.write_bytes(b"this is not an image" * 10)
-    with pytest.raises(DataError, match=r"cannot read image .*broken\.jpg"):
+    with pytest.raises(DataError, match=r"broken\.jpg: cannot read image"):
         load_image_splits(cfg, seed=0, base_dir=tmp_path)
 
 
