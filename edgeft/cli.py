@@ -169,12 +169,25 @@ def check_targets(recipe_path: str, overrides: list[str]) -> int:
 
 
 def cmd_calibration(args) -> int:
-    from .calibration import write_manifest
+    from .calibration import check_request, write_manifest
     from .recipe import load_recipe
 
+    problems = check_request(args.split, args.num_samples, args.seed)
+    if problems:                       # before the recipe's data is loaded
+        opts = {"num_samples": "-n/--num-samples", "seed": "--seed", "split": "--split"}
+        raise RecipeError([(opts.get(p, p), r) for p, r in problems], source="edgeft calibration")
     recipe = load_recipe(args.recipe, args.override, data_only=True)
     path = write_manifest(recipe, args.output, args.split, args.num_samples, args.seed)
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_init(args) -> int:
+    from .init_recipe import print_summary, write_starter
+
+    found, output, manifest, recipe = write_starter(args.data, args.output, args.task, args.text_column,
+                                                    args.label_column, args.force)
+    print_summary(found, output, manifest, recipe)
     return 0
 
 
@@ -229,6 +242,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", required=True)
     with_overrides(p)
     p.set_defaults(fn=cmd_calibration)
+
+    p = sub.add_parser("init", help="look at a CSV/TSV/JSONL file or an image folder and write a starter recipe")
+    p.add_argument("data", help="a table with a text and a label column, or a folder of class folders "
+                                "(or of train/ and test/ folders of class folders)")
+    p.add_argument("--task", choices=["text", "image", "text-classification", "image-classification"],
+                   help="default: image for a folder, text for a file")
+    p.add_argument("-o", "--output", default="recipe.yaml", help="the recipe to write (default: recipe.yaml); "
+                   "its calibration manifest goes next to it as NAME.calibration.yaml")
+    p.add_argument("--text-column", help="the text column (default: the string column with the longest texts)")
+    p.add_argument("--label-column", help="the label column (default: one named label, category, class, target, "
+                   "sentiment, ...; else the one with the fewest distinct values)")
+    p.add_argument("--force", action="store_true", help="overwrite the recipe and manifest if they exist")
+    p.set_defaults(fn=cmd_init)
 
     args = ap.parse_args(argv)
     _setup_logging(args.verbose)
