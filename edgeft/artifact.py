@@ -7,14 +7,15 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
-Kind = Literal["torch", "onnx", "openvino", "engine", "report"]
+# encoder: an `adapt` output (MLM weights, no task head): only finetune (and adapt) take it
+Kind = Literal["torch", "encoder", "onnx", "openvino", "engine", "report"]
 MANIFEST = "artifact.json"
 
 
 @dataclass
 class Artifact:
     key: str                      # content hash that names the store folder
-    kind: Kind                    # torch (HF model folder) | onnx | openvino | engine | report
+    kind: Kind                    # torch (HF model folder) | encoder | onnx | openvino | engine | report
     stage: str                    # name of the stage that made it
     stage_type: str               # finetune | export | quantize | ...
     path: Path                    # the store folder

@@ -108,6 +108,37 @@ def _acc_cell(r: dict) -> str:
     return cell
 
 
+def data_name(rdata: dict) -> str:
+    """The data a recipe reads, as the header names it: its source, or its files."""
+    if rdata.get("source"):
+        return f"`{rdata['source']}`"
+    files = [f"{k} `{rdata[k]}`" for k in ("train", "validation", "test") if rdata.get(k)]
+    if files and not rdata.get("validation"):
+        frac = (rdata.get("split") or {}).get("validation")
+        files.insert(1, f"validation {'' if frac is None else f'{frac:g} '}of train")
+    return ", ".join(files) or "`None`"
+
+
+def data_lines(data: dict) -> list[str]:
+    """How the splits were made, rows dropped by `data.drop_invalid`, texts cut at max_length."""
+    out = []
+    if data.get("split"):
+        out.append(f"- **Split:** {data['split']}")
+    dropped = data.get("dropped") or {}
+    if dropped:
+        parts = [f"{part} {sum(kinds.values())} ({', '.join(f'{k} {v}' for k, v in kinds.items())})"
+                 for part, kinds in dropped.items()]
+        out.append(f"- **Dropped** (`data.drop_invalid`): {'; '.join(parts)}")
+    cut = data.get("truncated")
+    if cut:
+        def share(name):
+            n, of = cut.get(name) or 0, data.get(name)
+            return f"{name} {n}" + (f" ({100 * n / of:.1f}%)" if n and of else "")
+        out.append(f"- **Truncated** at max_length {cut.get('max_length')}: "
+                   + ", ".join(share(n) for n in ("train", "validation", "test")))
+    return out
+
+
 def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
     rows = report.get("rows", [])
     recipe = report.get("recipe", {})
@@ -124,7 +155,7 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
     out.append(f"- **Created:** {report.get('created', '—')}")
     if recipe:
         out.append(f"- **Recipe:** `{recipe.get('name')}` — task {recipe.get('task')}, model "
-                   f"`{(recipe.get('model') or {}).get('source')}`, data `{(recipe.get('data') or {}).get('source')}`"
+                   f"`{(recipe.get('model') or {}).get('source')}`, data {data_name(rdata)}"
                    + (f" (image_size {rdata.get('image_size') or 224})" if is_image else
                       f" (max_length {rdata.get('max_length')})") + f", seed {recipe.get('seed')}")
     if rdata.get("max_samples"):
@@ -163,6 +194,7 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
     elif data:
         out.append(f"- **Data:** test {data.get('test')} samples (mean {data.get('test_mean_tokens', '?')} tokens), "
                    f"train {data.get('train')}, validation {data.get('validation')}")
+    out += data_lines(data)
     out.append("")
 
     header = ["artifact", "precision", "accuracy %", "F1", "p50 ms", "p90 ms", "p99 ms", "fixed p50 ms",
@@ -215,6 +247,7 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
         out += [f"- {r['artifact']} on `{r['target']}`: {r['int8_speedup_vs_fp32']:.2f}x {r['int8_fp32_row']}"
                 for r in nopay]
         out.append("")
+    out += training_section(report.get("training") or [])
     out += failed_section(report.get("failed_stages") or [])
     out += failed_targets_section(report.get("failed_targets") or [])
     if image:
@@ -225,6 +258,30 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
         out.append(f"- reference row(s): {', '.join(refs)}")
     out.append("")
     return "\n".join(out)
+
+
+def training_section(training: list[dict]) -> list[str]:
+    """How each trained model was trained (full, frozen layers, LoRA, IA3, distill, QAT) and what it cost."""
+    if not training:
+        return []
+    out = ["## Training", "",
+           "| artifact | stage | method | trainable params | share | train time | peak RSS MB | device "
+           "| validation accuracy % | kept epoch |",
+           "|---|---|---|---:|---:|---:|---:|---|---:|---:|"]
+    for t in training:
+        share = t.get("trainable_share")
+        wall = t.get("train_wall_s")
+        kept = "—" if t.get("kept_epoch") is None else str(t["kept_epoch"])
+        if t.get("stopped_early_after_epoch") is not None:
+            kept += f" (stopped after {t['stopped_early_after_epoch']})"
+        out.append(f"| {t['artifact']} | {t.get('stage_type', '—')} | {t.get('method', '—')} "
+                   f"| {_si(t.get('trainable_params'))} | {_f(_pct(share), '{:.2f}%')} "
+                   f"| {'—' if wall is None else f'{wall / 60:.1f} min'} | {_f(t.get('train_peak_rss_mb'), '{:.0f}')} "
+                   f"| {t.get('train_device') or '—'} | {_f(_pct(t.get('val_accuracy')))} | {kept} |")
+    out += ["", "Peak RSS is the training process's resident memory at its highest while that stage trained "
+                "(the data, the model, its gradients and optimizer state, the runtime). Adapters (lora, ia3) are "
+                "merged into the weights before the model is stored: their rows above run at full-model cost.", ""]
+    return out
 
 
 def failed_section(failures: list[dict]) -> list[str]:

@@ -60,3 +60,24 @@ def summary(r: dict) -> str:
     return (f"{r['artifact']} on {r['target']} ({r['precision']}): acc {100 * r['accuracy']:.2f}%, "
             f"p50 {r['latency_ms']['p50']:.2f} ms{sp}, fixed p50 {r['latency_fixed_ms']['p50']:.2f} ms, "
             f"{r['throughput_sps']:.0f} samples/s, {r['size_mb']:.1f} MB{rss}")
+
+
+def training_rows(artifacts: list) -> list[dict]:
+    """One row per trained model among the benchmarked artifacts and their torch ancestors (anything whose
+    meta has `trainable_params`: finetune, distill, qat): how it was trained and what training cost."""
+    out = []
+    for a in artifacts:
+        m = a.meta
+        params, trainable = m.get("params"), m.get("trainable_params")
+        out.append({
+            "artifact": a.stage, "stage_type": a.stage_type,
+            "method": m.get("method") or {"distill": "distill (full)", "qat": "qat (full)"}.get(a.stage_type, "full"),
+            "params": params, "trainable_params": trainable,
+            "trainable_share": round(trainable / params, 4) if params and trainable is not None else None,
+            "train_wall_s": m.get("train_wall_s"), "train_peak_rss_mb": m.get("train_peak_rss_mb"),
+            **({"train_peak_cuda_mb": m["train_peak_cuda_mb"]} if "train_peak_cuda_mb" in m else {}),
+            "train_device": m.get("device"), "val_accuracy": m.get("val_accuracy"),
+            "kept_epoch": m.get("kept_epoch"), "steps": m.get("steps"),
+            "stopped_early_after_epoch": (m.get("early_stopping") or {}).get("stopped_after_epoch"),
+        })
+    return out

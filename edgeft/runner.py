@@ -22,7 +22,7 @@ from .artifact import Artifact
 from .context import Context
 from .recipe import Recipe
 from .run_state import RunState
-from .stages.graph import default_input
+from .stages.graph import input_ref
 from .store import FileHashes, Store, cache_key, canonical_json
 
 log = logging.getLogger("edgeft")
@@ -56,7 +56,7 @@ def _input_refs(stages, i: int) -> dict:
     s = stages[i]
     refs: dict = {}
     if s.accepts:
-        ref = s.input or default_input(stages, i)
+        ref = input_ref(stages, i)
         refs["input"] = ref[1:] if ref else None
     for path, ref, _ in s.refs():
         field_name = path.split("[")[0]

@@ -80,3 +80,72 @@ def count_params(model) -> tuple[int, int]:
         if p.requires_grad:
             trainable += p.numel()
     return total, trainable
+
+
+class PeakMemory:
+    """Peak memory of this process while a block runs (training): `with PeakMemory() as m: ...`, then
+    m.peak_rss_mb (resident set), m.start_rss_mb, and m.peak_cuda_mb on a CUDA device.
+
+    On Linux the kernel's high-water mark (VmHWM) is reset on entry (`5` into /proc/self/clear_refs)
+    and read on exit: exact, with no sampling. Where that cannot be done, RSS is sampled every 50 ms in
+    a thread (m.how says which), which can miss a short spike."""
+
+    def __init__(self, cuda: bool = False):
+        self.cuda = cuda
+        self.peak_rss_mb = self.start_rss_mb = self.peak_cuda_mb = None
+        self.how = ""
+
+    @staticmethod
+    def _status_mb(field: str) -> float | None:
+        try:
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith(field + ":"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            return None
+        return None
+
+    def __enter__(self):
+        import threading
+
+        if self.cuda:
+            import torch
+            torch.cuda.reset_peak_memory_stats()
+        self.start_rss_mb = self._status_mb("VmRSS")
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+            self.how = "VmHWM"
+            return self
+        except OSError:
+            pass
+        import psutil
+
+        proc, self._stop, self._samples = psutil.Process(), threading.Event(), [0.0]
+
+        def sample():
+            while not self._stop.is_set():
+                self._samples.append(proc.memory_info().rss / 2**20)
+                self._stop.wait(0.05)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        self.how = "sampled every 50 ms"
+        return self
+
+    def __exit__(self, *exc):
+        if self.how == "VmHWM":
+            self.peak_rss_mb = self._status_mb("VmHWM")
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_rss_mb = max(self._samples)
+        if self.peak_rss_mb is not None:
+            self.peak_rss_mb = round(self.peak_rss_mb, 1)
+        if self.start_rss_mb is not None:
+            self.start_rss_mb = round(self.start_rss_mb, 1)
+        if self.cuda:
+            import torch
+            self.peak_cuda_mb = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        return False

@@ -11,6 +11,7 @@ from typing import Annotated, Union
 
 from pydantic import Field, TypeAdapter
 
+from .adapt import AdaptConfig
 from .benchmark import BenchmarkConfig
 from .distill import DistillConfig
 from .export import ExportConfig
@@ -20,6 +21,7 @@ from .qat import QATConfig
 from .quantize import QuantizeConfig
 
 CONFIGS = {
+    "adapt": AdaptConfig,
     "finetune": FinetuneConfig,
     "prune": PruneConfig,
     "distill": DistillConfig,

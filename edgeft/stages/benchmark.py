@@ -125,7 +125,7 @@ class BenchmarkConfig(StageConfig):
 
 def run(cfg: BenchmarkConfig, inputs: dict, ctx):
     from ..errors import StageError
-    from ..rows import compare_to_reference, int8_gains, summary
+    from ..rows import compare_to_reference, int8_gains, summary, training_rows
     from ..store import Store
     from ..targets.inputs import sample_indices
     from ..targets.remote import DeviceError
@@ -160,7 +160,10 @@ def run(cfg: BenchmarkConfig, inputs: dict, ctx):
     agreement_with_host(rows, predictions)
     for r in rows:
         log.info(summary(r))
-    write_report(ctx, cfg, rows, not_run, failed_targets, environment, raw, prepared[pairs[0][1].key].inputs)
+    trained = {b.key: b for a in inputs["artifacts"] for b in (a, torch_ancestor(a))
+               if b is not None and "trainable_params" in b.meta}
+    write_report(ctx, cfg, rows, not_run, failed_targets, environment, raw, prepared[pairs[0][1].key].inputs,
+                 training=training_rows(list(trained.values())))
     meta = {"rows": len(rows)}
     if failed_targets:      # the runner keeps the report, fails the stage, and re-measures these next run
         meta["incomplete"] = [f["error"] for f in failed_targets]
@@ -249,12 +252,13 @@ def prepare(cfg: BenchmarkConfig, task, recipe, test, pairs, lat_idx, tp_idx) ->
 
 
 def write_report(ctx, cfg: BenchmarkConfig, rows: list[dict], not_run: list[dict], failed_targets: list[dict],
-                 environment: dict, raw: dict, x) -> None:
+                 environment: dict, raw: dict, x, training: list | None = None) -> None:
     """report.json (rows, environment of this machine and of each device, settings, data; token figures
     of the first row's inputs `x`) and timings.json (every raw time, 4 decimals)."""
     import datetime as dt
     import json
 
+    from ..data import report_fields
     from ..targets.fingerprint import host_fingerprint, runtime_versions
 
     recipe, task, splits = ctx.recipe, ctx.task, ctx.splits()
@@ -269,8 +273,10 @@ def write_report(ctx, cfg: BenchmarkConfig, rows: list[dict], not_run: list[dict
                      "sample_mean_tokens": round(float(x.real_lengths.mean()), 1),
                      "seed": recipe.seed},
         "data": {**splits.sizes(), "labels": list(splits.label_names),
-                 "test_mean_tokens": round(float(x.lengths.mean()), 1)},
+                 "test_mean_tokens": round(float(x.lengths.mean()), 1), **report_fields(splits)},
         "rows": rows,
+        # how each trained model among the artifacts (and their torch ancestors) was trained, and its cost
+        "training": training or [],
         "not_run": not_run,
         # stages of this run that failed (and those that needed them): their artifacts are not measured
         "failed_stages": ctx.failures,

@@ -7,6 +7,20 @@ reported already); nothing here imports a stage module.
 
 from __future__ import annotations
 
+# what to do with an artifact kind that few stages take
+KIND_HINTS = {"encoder": " (an adapted encoder has no task head: fine-tune it first, with a finetune stage "
+                         "whose input is {ref}, and use that stage's output here)"}
+
+
+MODEL_REF = "@model"     # `input: "@model"`: the recipe's model, also for a stage that is not the first
+
+
+def input_ref(stages, index: int) -> str | None:
+    """The @ref a stage works on (its `input`, else the default); None means the recipe's model."""
+    s = stages[index]
+    ref = s.input or default_input(stages, index)
+    return None if ref == MODEL_REF else ref
+
 
 def default_input(stages, index: int) -> str | None:
     """The previous stage that produced a model (not a report); None means the recipe's model."""
@@ -19,7 +33,7 @@ def default_input(stages, index: int) -> str | None:
 def input_stage(stages, stage):
     """The parsed stage whose artifact `stage` takes as `input` (explicit or default), or None."""
     idx = next((i for i, s in enumerate(stages) if s is stage), None)
-    ref = stage.input or (default_input(stages, idx) if idx is not None else None)
+    ref = input_ref(stages, idx) if idx is not None else (None if stage.input == MODEL_REF else stage.input)
     return next((s for s in stages if s is not None and ref and s.name == ref[1:]), None)
 
 
@@ -30,6 +44,9 @@ def check_stages(stages, recipe, unparsed: dict[str, int] | None = None) -> list
     for i, s in enumerate(stages):
         if s is None:
             continue
+        if "@" + s.name == MODEL_REF:
+            problems.append((f"stages[{i}].name", f"{s.name!r} is reserved: `input: \"{MODEL_REF}\"` means the "
+                                                  f"recipe's model"))
         if s.name in seen:
             problems.append((f"stages[{i}].name", f"duplicate stage name {s.name!r} (also stages[{seen[s.name]}])"))
         else:
@@ -48,12 +65,13 @@ def check_stages(stages, recipe, unparsed: dict[str, int] | None = None) -> list
         else:
             kind = stages[j].produces()
             if kind not in accepted:
-                problems.append((path, f"{ref} produces a {kind!r} artifact; this accepts {', '.join(accepted)}"))
+                problems.append((path, f"{ref} produces a {kind!r} artifact; this accepts {', '.join(accepted)}"
+                                       + KIND_HINTS.get(kind, "").format(ref=ref)))
 
     for i, s in enumerate(stages):
         if s is None:
             continue
-        ref = s.input or default_input(stages, i)
+        ref = input_ref(stages, i)
         if not s.accepts and s.input:
             problems.append((f"stages[{i}].input", f"a {s.type} stage takes no `input`"))
         if s.accepts:

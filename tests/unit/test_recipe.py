@@ -121,6 +121,12 @@ BAD = [
     ("export-opset-too-old", mutate(lambda r, t: r["stages"][1].update(opset=9)),
      "stages[1].opset", "greater than or equal to 14"),
     ("no-stages", mutate(lambda r, t: r.update(stages=[])), "stages", "at least 1"),
+    ("export-of-adapt", mutate(lambda r, t: (r["stages"].insert(0, {"name": "adapt", "type": "adapt"}),
+                                             r["stages"][2].update(input="@adapt"))),
+     "stages[2].input", "@adapt produces a 'encoder' artifact; this accepts torch"),
+    ("adapt-file-missing", mutate(lambda r, t: r["stages"].insert(0, {"name": "adapt", "type": "adapt",
+                                                                     "text": [{"file": str(t / "more.txt")}]})),
+     "stages[0].text[0].file", "file not found"),
 ]
 
 
