@@ -78,6 +78,17 @@ def data_source_id(data_cfg) -> str:
     return f"files:{data_cfg.train}"
 
 
+def manifest_problems(recipe, path: str) -> list[tuple[str, str]]:
+    """Load-time problems of a stage's `calibration` manifest: unreadable or invalid keys, or drawn from
+    other data than the recipe's."""
+    manifest, errs = read_manifest(recipe.resolve_path(path))
+    problems = [(f"calibration{'.' + p if p else ''}", r) for p, r in errs]
+    if manifest and manifest.source != data_source_id(recipe.data):
+        problems.append(("calibration", f"manifest was drawn from {manifest.source!r}, "
+                                        f"but the recipe's data is {data_source_id(recipe.data)!r}"))
+    return problems
+
+
 def calibration_samples(manifest: CalibrationManifest, splits, manifest_path: Path | None = None) -> list:
     """The manifest's samples from the recipe's splits; fails if their hash no longer matches."""
     from .errors import DataError

@@ -247,6 +247,7 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
         out += [f"- {r['artifact']} on `{r['target']}`: {r['int8_speedup_vs_fp32']:.2f}x {r['int8_fp32_row']}"
                 for r in nopay]
         out.append("")
+    out += footprint_section(rows)
     out += training_section(report.get("training") or [])
     out += failed_section(report.get("failed_stages") or [])
     out += failed_targets_section(report.get("failed_targets") or [])
@@ -258,6 +259,24 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
         out.append(f"- reference row(s): {', '.join(refs)}")
     out.append("")
     return "\n".join(out)
+
+
+def footprint_section(rows: list[dict]) -> list[str]:
+    """What the mobile runtimes need beside the artifact: ExecuTorch's delegated share and the operators
+    left to portable kernels; the operators a reduced ONNX Runtime build must contain."""
+    lines = []
+    for r in rows:
+        fp = r.get("runtime_footprint") or {}
+        if fp.get("delegated_share") is not None:
+            rest = ", ".join(f"{k} x{v}" for k, v in (fp.get("non_delegated_ops") or {}).items()) or "none"
+            lines.append(f"- {r['artifact']} on `{r['target']}`: {100 * fp['delegated_share']:.0f}% of "
+                         f"{(fp.get('delegated_nodes') or 0) + (fp.get('non_delegated_nodes') or 0)} operator nodes "
+                         f"run in the XNNPACK delegate; portable kernels: {rest}")
+        elif fp.get("required_operators") is not None:
+            ops = "; ".join(f"{k}: {', '.join(v)}" for k, v in (fp.get("operators") or {}).items())
+            lines.append(f"- {r['artifact']} on `{r['target']}`: a reduced ONNX Runtime build needs "
+                         f"{fp['required_operators']} operators ({fp.get('config')}): {ops}")
+    return ["## Runtime footprint", "", *lines, ""] if lines else []
 
 
 def training_section(training: list[dict]) -> list[str]:

@@ -53,6 +53,25 @@ def quiet_library_logs(level: int = logging.ERROR):
             lg.setLevel(lv)
 
 
+def positional(model, input_names: list[str], output_name: str):
+    """`model` behind a module taking its inputs positionally (as exporters pass them) and returning the
+    output named `output_name` as a plain tensor; in eval mode."""
+    import torch
+
+    class _Positional(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *tensors):
+            out = self.inner(**dict(zip(input_names, tensors)))
+            if isinstance(out, torch.Tensor):
+                return out
+            return out[output_name] if hasattr(out, "keys") else out[0]
+
+    return _Positional(model).eval()
+
+
 def export_onnx(model, example: dict[str, np.ndarray], path: str | Path, input_names: list[str],
                 output_names: list[str] = ("logits",), opset: int = 18,
                 input_axes: dict[int, str] | None = None, output_axes: dict[int, str] | None = None) -> Path:
@@ -66,22 +85,9 @@ def export_onnx(model, example: dict[str, np.ndarray], path: str | Path, input_n
     input_axes = input_axes or {0: "batch", 1: "sequence"}
     output_axes = output_axes or {0: "batch"}
 
-    class _Named(torch.nn.Module):
-        """Positional ONNX inputs -> keyword model inputs; the model output -> a plain tensor."""
-
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, *tensors):
-            out = self.inner(**dict(zip(input_names, tensors)))
-            if isinstance(out, torch.Tensor):
-                return out
-            return out[output_names[0]] if hasattr(out, "keys") else out[0]
-
     # The tracer restores the *wrapper's* training flag after export and that recurses into the
     # model: a wrapper left in train mode would switch dropout on in the source model afterwards.
-    wrapper = _Named(model).eval()
+    wrapper = positional(model, input_names, output_names[0])
     args = tuple(torch.from_numpy(np.ascontiguousarray(example[n])) for n in input_names)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -250,3 +250,5 @@ def fill_row(row: dict, cfg, ctx, target: str, a, p, timing, i: int, sess) -> No
                           **target_module(target).fingerprint(cfg.threads)}
     if hasattr(sess, "shape_notes"):       # e.g. which OpenVINO length buckets passed their check
         row["shapes"] = sess.shape_notes()
+    if hasattr(sess, "footprint"):         # mobile runtimes: what the runtime itself must carry
+        row["runtime_footprint"] = sess.footprint()

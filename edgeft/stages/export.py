@@ -1,13 +1,20 @@
-"""export: a torch model to ONNX (dynamic batch and sequence axes), then the parity gate.
+"""export: a model to a deployable format, then the parity gate.
+
+format onnx (default): a torch model to ONNX (dynamic batch and sequence axes); `optimize: true` adds
+ONNX Runtime transformer fusions, verified alike. format executorch: a torch model to an
+XNNPACK-delegated ExecuTorch program (.pte), FP32 or INT8 (PT2E, calibrated on a pinned manifest;
+ops/executorch_export.py). format ort-mobile: an ONNX artifact (FP32 or INT8) to ONNX Runtime's ORT
+format (.ort) plus the required-operators config of a reduced build (ops/ort_mobile.py).
 
 The gate runs source and export on real validation samples; output names and shapes must match,
 max |Δlogit| must be within tolerance and argmax agreement at or above the floor, else the stage
-fails with ExportParityError. `optimize: true` adds ONNX Runtime transformer fusions, verified alike.
+fails with ExportParityError and nothing is stored.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field, PositiveInt
@@ -17,20 +24,41 @@ from .base import StageConfig
 
 log = logging.getLogger("edgeft")
 
+FORMATS = {          # format -> (artifact kind it makes, input kinds it takes, main file)
+    "onnx": ("onnx", ("torch",), "model.onnx"),
+    "executorch": ("executorch", ("torch",), "model.pte"),
+    "ort-mobile": ("ort", ("onnx",), "model.ort"),
+}
+INT8_MIN_AGREEMENT = 0.95      # the floor of INT8 made here (as `quantize`): logits move by design
+FP32_MIN_AGREEMENT = 0.999
+
 
 class ParityConfig(Strict):
     samples: PositiveInt = Field(256, description="real validation samples compared (all if fewer)")
     max_abs_diff: float | None = Field(None, gt=0, description="absolute part of the bound on |Δlogit|; "
-                                       "default: the task's (1e-4)")
+                                       "default: the task's (1e-4) for FP32, none for INT8 made here")
     rtol: float | None = Field(None, ge=0, description="relative part: |Δlogit| <= max_abs_diff + rtol x the "
                                "sample's max |logit|; default: the task's (1e-4)")
-    min_agreement: float = Field(0.999, ge=0, le=1, description="argmax agreement floor")
+    min_agreement: float | None = Field(None, ge=0, le=1, description="argmax agreement floor; default 0.999, "
+                                        "0.95 for INT8 made here (executorch precision int8)")
     batch_size: PositiveInt = Field(32, description="samples per batch, padded to the batch's longest")
     single_runs: int = Field(8, ge=0, description="extra batch-1 runs at natural length (dynamic axes)")
 
 
 class ExportConfig(StageConfig):
     type: Literal["export"]
+    format: Literal["onnx", "executorch", "ort-mobile"] = Field(
+        "onnx", description="onnx (from a torch model), executorch (.pte from a torch model), ort-mobile "
+                            "(.ort from an ONNX artifact, FP32 or INT8)")
+    precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="executorch only: int8 quantizes with the PT2E flow and XNNPACKQuantizer, "
+                            "calibrated on `calibration`; ort-mobile keeps its input's precision")
+    activations: Literal["static", "dynamic"] = Field(
+        "static", description="executorch int8: static activation ranges from `calibration`, or dynamic (measured "
+                              "per call, no calibration; more accurate, slower)")
+    calibration: str | None = Field(None, description="calibration manifest (executorch int8, static activations)")
+    target_platform: Literal["arm", "amd64"] = Field(
+        "arm", description="ort-mobile: the CPU the .ort is for; arm leaves out x86-only layout rewrites")
     opset: int = Field(18, ge=14, le=23)
     optimize: bool = Field(
         False, description="ONNX Runtime transformer fusions (Attention, SkipLayerNorm, ...; verified by the "
@@ -41,53 +69,158 @@ class ExportConfig(StageConfig):
                        "portable across runtimes and devices; 2/99 bake in CPU-specific rewrites")
     parity: ParityConfig = ParityConfig()
 
-    accepts = ("torch",)
+    accepts = ("torch", "onnx")      # per format: FORMATS (checked in `check`)
 
     def produces(self) -> str:
-        return "onnx"
+        return FORMATS[self.format][0]
+
+    def files(self, recipe) -> dict[str, str]:
+        return {"calibration": str(recipe.resolve_path(self.calibration))} if self.calibration else {}
+
+    def key_config(self) -> dict:
+        """An onnx export keys as it did before formats existed: the new keys only where they matter."""
+        d = super().key_config()
+        if self.format == "onnx":
+            for k in ("format", "precision", "calibration", "target_platform", "activations"):
+                d.pop(k, None)
+            if d["parity"]["min_agreement"] is None:
+                d["parity"]["min_agreement"] = FP32_MIN_AGREEMENT
+        else:
+            for k in ("opset", "optimize", "opt_level") + (("target_platform",) if self.format != "ort-mobile"
+                                                            else ()):
+                d.pop(k, None)
+            if self.precision != "int8":
+                d.pop("activations", None)
+        return d
 
     def check(self, recipe, stages) -> list[tuple[str, str]]:
+        from .graph import input_stage
+
+        problems = []
+        fmt = self.format
         if recipe.task != "text-classification" and self.optimize:
-            return [("optimize", "ONNX Runtime transformer fusions are for transformer encoders; "
-                                 f"a {recipe.task} CNN exports without them (ONNX Runtime fuses Conv+activation "
-                                 f"at load time)")]
-        return []
+            problems.append(("optimize", "ONNX Runtime transformer fusions are for transformer encoders; "
+                                         f"a {recipe.task} CNN exports without them (ONNX Runtime fuses "
+                                         f"Conv+activation at load time)"))
+        if fmt != "onnx":
+            for key in ("optimize", "opt_level", "opset"):
+                if getattr(self, key) != type(self).model_fields[key].default:
+                    problems.append((key, f"`{key}` is an ONNX export setting; format {fmt} does not take it"))
+        if fmt != "ort-mobile" and self.target_platform != "arm":
+            problems.append(("target_platform", "only format ort-mobile takes `target_platform`"))
+        if self.precision == "int8" and fmt != "executorch":
+            problems.append(("precision", f"format {fmt} exports its input as it is (INT8 ONNX comes from a "
+                                          f"quantize stage); precision int8 is for format executorch"))
+        static = fmt == "executorch" and self.precision == "int8" and self.activations == "static"
+        if self.activations != "static" and not (fmt == "executorch" and self.precision == "int8"):
+            problems.append(("activations", "`activations` is for an INT8 ExecuTorch export (format executorch, "
+                                            "precision int8)"))
+        if static and not self.calibration:
+            problems.append(("calibration", "INT8 ExecuTorch export with static activations needs a calibration "
+                                            "manifest (calibration/*.yaml; `edgeft calibration` writes one), or "
+                                            "set `activations: dynamic`"))
+        if self.calibration and not static:
+            problems.append(("calibration", "only an INT8 ExecuTorch export with static activations (format "
+                                            "executorch, precision int8) is calibrated"))
+        if self.calibration:
+            from ..calibration import manifest_problems
+
+            problems += manifest_problems(recipe, self.calibration)
+        takes = FORMATS[fmt][1]
+        src = input_stage(stages, self)
+        kind = src.produces() if src is not None else ("torch" if self.input is None or self.input == "@model"
+                                                        else None)
+        if kind is not None and kind not in takes:
+            what = f"@{src.name} produces a {kind!r} artifact" if src is not None else "the recipe's model is torch"
+            hint = {"ort-mobile": "; set `input:` to an export (format onnx) or quantize stage",
+                    "executorch": "; ExecuTorch exports from a torch model: set `input:` to the model stage "
+                                  "(prune/distill/finetune), not its ONNX or OpenVINO form"}.get(fmt, "")
+            problems.append(("input", f"format {fmt} takes a {', '.join(takes)} model; {what}{hint}"))
+        if fmt == "executorch":
+            from ..ops.executorch_export import installed
+
+            if installed() is None:
+                problems.append(("format", "format executorch needs ExecuTorch: pip install 'edgeft[mobile]'"))
+        return problems
 
 
 def run(cfg: ExportConfig, inputs: dict, ctx):
+    return {"onnx": _onnx, "executorch": _executorch, "ort-mobile": _ort_mobile}[cfg.format](cfg, inputs, ctx)
+
+
+@dataclass
+class Source:
+    """What every export compares against: the source's parity feeds and its logits on them."""
+    model_dir: object
+    torch_source: str
+    processor: object
+    names: list
+    encode: object
+    val: object
+    n: int
+    feeds: list
+    n_batched: int
+    reference: list
+    model: object = None          # the torch model (torch sources)
+
+
+def _parity_feeds(cfg: ExportConfig, ctx, encode):
+    from ..ops.parity import parity_feeds
+
+    val = ctx.splits().validation
+    n = min(cfg.parity.samples, len(val))
+    feeds, n_batched = parity_feeds(val.items[:n], encode, cfg.parity.batch_size, cfg.parity.single_runs)
+    return val, n, feeds, n_batched
+
+
+def load_torch_source(cfg: ExportConfig, inputs: dict, ctx) -> Source:
+    """The torch model to export (the recipe's, with a new head for our labels, when it is the first
+    stage) and its logits on the parity feeds."""
+    import torch
+
+    task, src = ctx.task, inputs.get("input")
+    if src is None:                      # first stage: the recipe's model, with a head for our labels
+        from ..models import resolve_source
+        model_dir, source = resolve_source(ctx.recipe.model.source), "model:" + ctx.recipe.model.source
+        torch.manual_seed(ctx.recipe.seed)   # a new head is initialized: same recipe, same export
+        model = task.load_model(model_dir, ctx.splits().label_names, ctx.recipe.data)
+    else:
+        model_dir, source = src.path, src.key
+        model = task.load_model(model_dir)
+    model = model.float().eval()
+    processor = task.load_processor(model_dir, ctx.recipe.data)
+    max_len = ctx.recipe.data.max_length
+
+    def encode(texts):
+        return task.encode(processor, texts, max_len)
+
+    val, n, feeds, n_batched = _parity_feeds(cfg, ctx, encode)
+    reference = [task.torch_forward(model, f) for f in feeds]
+    return Source(model_dir, source, processor, task.input_names(processor), encode, val, n, feeds, n_batched,
+                  reference, model)
+
+
+def fp32_limits(cfg: ExportConfig, task):
+    from ..ops.parity import ParityLimits
+
+    tol = cfg.parity.max_abs_diff or task.FP32_TOLERANCE
+    rtol = task.FP32_RTOL if cfg.parity.rtol is None else cfg.parity.rtol
+    floor = FP32_MIN_AGREEMENT if cfg.parity.min_agreement is None else cfg.parity.min_agreement
+    return ParityLimits(max_abs_diff=tol, rtol=rtol, min_agreement=floor)
+
+
+def _onnx(cfg: ExportConfig, inputs: dict, ctx):
     import shutil
 
     import numpy as np
     import torch
 
     from ..ops import onnx_export as ox
-    from ..ops.parity import ParityLimits, check_parity, parity_feeds
-
-    task, src = ctx.task, inputs.get("input")
-    splits = ctx.splits()
-    if src is None:                      # first stage: the recipe's model, with a head for our labels
-        from ..models import resolve_source
-        model_dir, torch_source = resolve_source(ctx.recipe.model.source), "model:" + ctx.recipe.model.source
-        torch.manual_seed(ctx.recipe.seed)   # a new head is initialized: same recipe, same export
-        model = task.load_model(model_dir, splits.label_names, ctx.recipe.data)
-    else:
-        model_dir, torch_source = src.path, src.key
-        model = task.load_model(model_dir)
-    model = model.float().eval()
-    processor = task.load_processor(model_dir, ctx.recipe.data)
-    names = task.input_names(processor)
-    max_len = ctx.recipe.data.max_length
-
-    def encode(texts):
-        return task.encode(processor, texts, max_len)
-
-    val = splits.validation
-    n = min(cfg.parity.samples, len(val))
-    feeds, n_batched = parity_feeds(val.items[:n], encode, cfg.parity.batch_size, cfg.parity.single_runs)
-    reference = [task.torch_forward(model, f) for f in feeds]
-    tol = cfg.parity.max_abs_diff or task.FP32_TOLERANCE
-    rtol = task.FP32_RTOL if cfg.parity.rtol is None else cfg.parity.rtol
-    limits = ParityLimits(max_abs_diff=tol, rtol=rtol, min_agreement=cfg.parity.min_agreement)
+    task = ctx.task
+    s = load_torch_source(cfg, inputs, ctx)
+    model, torch_source_key, processor, names = s.model, s.torch_source, s.processor, s.names
+    encode, val, n, feeds, n_batched, reference = s.encode, s.val, s.n, s.feeds, s.n_batched, s.reference
+    limits = fp32_limits(cfg, task)
 
     work = ctx.out_dir / ".work"
     plain = work / "model.onnx"
@@ -97,16 +230,7 @@ def run(cfg: ExportConfig, inputs: dict, ctx):
     def gate(path, what):
         sess = ox.session(path)
         pick = ox.output_index(sess, task.OUTPUT_NAMES[0])
-
-        def report(figures, _):
-            log.info("export: parity of %s on %d validation samples + %d batch-1 runs: max |Δlogit| %.2e (relative "
-                     "%.2e, %.0f%% of the bound), agreement %.4f", what, n, len(feeds) - n_batched,
-                     figures["max_abs_diff"], figures["max_rel_diff"], 100 * figures["tolerance_used"],
-                     figures["agreement"])
-
-        return check_parity(f"{ctx.stage_name}: {what}", reference, lambda f: ox.run_session(sess, f)[pick], limits,
-                            feeds=feeds, output_names=ox.io_names(sess)[1], expected_names=task.OUTPUT_NAMES,
-                            report=report)
+        return check(ctx, s, lambda f: ox.run_session(sess, f)[pick], limits, what, ox.io_names(sess)[1])
 
     plain_figures, cand = gate(plain, "ONNX export")
     fusions: dict = {}
@@ -134,7 +258,7 @@ def run(cfg: ExportConfig, inputs: dict, ctx):
     labels = val.labels[:n]
     ref_logits, cand_logits = np.concatenate(reference[:n_batched]), np.concatenate(cand[:n_batched])
     meta = {
-        "precision": "fp32", "torch_source": torch_source, "opset": cfg.opset, "inputs": names,
+        "precision": "fp32", "torch_source": torch_source_key, "opset": cfg.opset, "inputs": names,
         "exporter": f"torch.onnx TorchScript tracer (torch {torch.__version__})",
         "optimized": cfg.optimize, "fusions": fusions,
         "parity": figures, "parity_limits": limits.meta(),
@@ -146,3 +270,136 @@ def run(cfg: ExportConfig, inputs: dict, ctx):
     if cfg.optimize:
         meta["parity_unoptimized"] = plain_figures
     return ctx.artifact(kind="onnx", file="model.onnx", meta=meta)
+
+
+def check(ctx, s: Source, runner, limits, what: str, output_names=None):
+    """The parity gate of `runner` (feed -> logits) against the source's logits, with its log line."""
+    from ..ops.parity import check_parity
+
+    def report(figures, _):
+        rel = (f" (relative {figures['max_rel_diff']:.2e}, {100 * figures['tolerance_used']:.0f}% of the bound)"
+               if "tolerance_used" in figures else "")
+        log.info("export: parity of %s on %d validation samples + %d batch-1 runs: max |Δlogit| %.2e%s, "
+                 "agreement %.4f", what, s.n, len(s.feeds) - s.n_batched, figures["max_abs_diff"], rel,
+                 figures["agreement"])
+
+    return check_parity(f"{ctx.stage_name}: {what}", s.reference, runner, limits, feeds=s.feeds,
+                        output_names=output_names, expected_names=ctx.task.OUTPUT_NAMES if output_names else None,
+                        report=report)
+
+
+def _accuracies(ctx, s: Source, cand: list, name: str) -> dict:
+    import numpy as np
+
+    labels = s.val.labels[:s.n]
+    return {"val_accuracy_source": ctx.task.metrics(np.concatenate(s.reference[:s.n_batched]), labels)["accuracy"],
+            f"val_accuracy_{name}": ctx.task.metrics(np.concatenate(cand[:s.n_batched]), labels)["accuracy"]}
+
+
+def _executorch(cfg: ExportConfig, inputs: dict, ctx):
+    import time
+
+    from ..ops import executorch_export as et
+    from ..ops.onnx_export import file_size_mb
+    from ..ops.parity import ParityLimits
+
+    task, s = ctx.task, load_torch_source(cfg, inputs, ctx)
+    int8 = cfg.precision == "int8"
+    calibration, facts = None, {}
+    if int8 and cfg.activations == "static":
+        from ..calibration import calibration_set
+
+        facts, samples = calibration_set(cfg.calibration, ctx)
+        calibration = (s.encode([x]) for x in samples)        # one sample per forward, at its own length
+    log.info("export: %s to an ExecuTorch program (XNNPACK, %s%s)", type(s.model).__name__, cfg.precision.upper(),
+             f", calibrated on {facts['num_samples']} samples" if facts else
+             ", dynamic activations" if int8 else "")
+    t0 = time.perf_counter()
+    buffer, program = et.export_program(s.model, s.encode(s.val.items[:2]), s.names, task.OUTPUT_NAMES[0],
+                                        task.INPUT_AXES, ctx.recipe.data.max_length, calibration, int8=int8,
+                                        activations=cfg.activations, modules=task.EXECUTORCH_INT8_MODULES)
+    d = program["delegation"]
+    log.info("export: lowered in %.0f s: %d of %d operator nodes delegated to XNNPACK (%d blocks); left to "
+             "portable kernels: %s", time.perf_counter() - t0, d["delegated_nodes"],
+             d["delegated_nodes"] + d["non_delegated_nodes"], d["delegate_blocks"],
+             ", ".join(f"{k} x{v}" for k, v in d["non_delegated_ops"].items()) or "none")
+    work = ctx.out_dir / ".work"
+    work.mkdir(parents=True, exist_ok=True)
+    tmp = work / "model.pte"
+    tmp.write_bytes(buffer)
+    run = et.load_method(tmp)
+    if int8:
+        limits = ParityLimits(max_abs_diff=cfg.parity.max_abs_diff, min_agreement=INT8_MIN_AGREEMENT
+                              if cfg.parity.min_agreement is None else cfg.parity.min_agreement)
+    else:
+        limits = fp32_limits(cfg, task)
+    figures, cand = check(ctx, s, lambda f: et.run_program(run, f, s.names), limits,
+                          f"ExecuTorch program ({cfg.precision.upper()})")
+    final = ctx.out_dir / "model.pte"
+    tmp.replace(final)
+    work.rmdir()
+    s.processor.save_pretrained(ctx.out_dir)
+    s.model.config.save_pretrained(ctx.out_dir)
+    meta = {"precision": cfg.precision, "format": "executorch", "torch_source": s.torch_source, "inputs": s.names,
+            "exporter": f"torch.export + ExecuTorch {program['executorch']} (to_edge_transform_and_lower, "
+                        f"XnnpackPartitioner)", **{k: v for k, v in program.items() if k != "executorch"},
+            "parity": figures, "parity_limits": limits.meta(), "parity_batch1_runs": len(s.feeds) - s.n_batched,
+            **_accuracies(ctx, s, cand, "executorch"), "size_mb": round(file_size_mb(final), 2)}
+    if facts:
+        meta["calibration"] = facts
+    return ctx.artifact(kind="executorch", file="model.pte", meta=meta)
+
+
+def _ort_mobile(cfg: ExportConfig, inputs: dict, ctx):
+    import shutil
+
+    from ..artifact import MANIFEST
+    from ..ops import onnx_export as ox
+    from ..ops import ort_mobile
+    from ..ops.parity import ParityLimits
+
+    task, src = ctx.task, inputs["input"]
+    processor = task.load_processor(src.path, ctx.recipe.data)
+    max_len = ctx.recipe.data.max_length
+
+    def encode(texts):
+        return task.encode(processor, texts, max_len)
+
+    val, n, feeds, n_batched = _parity_feeds(cfg, ctx, encode)
+    ref_sess = ox.session(src.main_path)
+    pick = ox.output_index(ref_sess, task.OUTPUT_NAMES[0])
+    reference = [ox.run_session(ref_sess, f)[pick] for f in feeds]
+    s = Source(src.path, src.meta.get("torch_source", src.key), processor, ox.io_names(ref_sess)[0], encode, val, n,
+               feeds, n_batched, reference)
+    precision = src.meta.get("precision", "fp32")
+    work = ctx.out_dir / ".work"
+    tmp = ort_mobile.convert(src.main_path, work / "model.ort", cfg.target_platform)
+    sess = ox.session(tmp)
+    cand_pick = ox.output_index(sess, task.OUTPUT_NAMES[0])
+    if precision == "fp32":
+        limits = fp32_limits(cfg, task)
+    else:            # INT8 in, INT8 out: the same kernels, so the FP32 agreement floor
+        limits = ParityLimits(max_abs_diff=cfg.parity.max_abs_diff, min_agreement=FP32_MIN_AGREEMENT
+                              if cfg.parity.min_agreement is None else cfg.parity.min_agreement)
+    figures, cand = check(ctx, s, lambda f: ox.run_session(sess, f)[cand_pick], limits,
+                          f"ORT format model ({precision.upper()}, for {cfg.target_platform})", ox.io_names(sess)[1])
+    config = ort_mobile.write_required_operators(tmp, work / ort_mobile.CONFIG)
+    ops = ort_mobile.read_required_operators(config)
+    for f in (tmp, config):
+        f.replace(ctx.out_dir / f.name)
+    shutil.rmtree(work, ignore_errors=True)
+    model_files = {p.name for p in ox.onnx_files(src.path)}
+    for p in src.path.iterdir():        # tokenizer + config: the artifact stays self-contained
+        if p.is_file() and p.name not in model_files and p.name != MANIFEST and not p.name.endswith(".log"):
+            shutil.copy2(p, ctx.out_dir / p.name)
+    final = ctx.out_dir / "model.ort"
+    n_ops = sum(len(v) for v in ops.values())
+    log.info("export: ORT format model %.1f MB; a reduced build needs %d operators (%s)", ox.file_size_mb(final),
+             n_ops, "; ".join(f"{k}: {', '.join(v)}" for k, v in ops.items()))
+    meta = {"precision": precision, "format": "ort-mobile", "torch_source": s.torch_source,
+            "onnx_source": src.key, "target_platform": cfg.target_platform, "inputs": s.names,
+            "exporter": "ONNX Runtime ORT format conversion (optimization style Fixed, level all)",
+            "required_operators": ops, "required_operator_count": n_ops, "required_operators_config": ort_mobile.CONFIG,
+            "parity": figures, "parity_limits": limits.meta(), "parity_batch1_runs": len(feeds) - n_batched,
+            **_accuracies(ctx, s, cand, "ort"), "size_mb": round(ox.file_size_mb(final), 2)}
+    return ctx.artifact(kind="ort", file="model.ort", meta=meta)

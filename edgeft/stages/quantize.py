@@ -86,7 +86,7 @@ class QuantizeConfig(StageConfig):
         return out
 
     def check(self, recipe, stages) -> list[tuple[str, str]]:
-        from ..calibration import data_source_id, read_manifest
+        from ..calibration import manifest_problems
         from .graph import input_stage
 
         # the keys METHODS says the method needs are set; those it does not take stay at their defaults
@@ -105,11 +105,7 @@ class QuantizeConfig(StageConfig):
             unused = [k for k in unused if k not in ORT_SETTINGS]
         problems += [(k, UNUSED[k].format(method=m)) for k in unused]
         if self.calibration:
-            manifest, errs = read_manifest(recipe.resolve_path(self.calibration))
-            problems += [(f"calibration{'.' + p if p else ''}", r) for p, r in errs]
-            if manifest and manifest.source != data_source_id(recipe.data):
-                problems.append(("calibration", f"manifest was drawn from {manifest.source!r}, "
-                                                f"but the recipe's data is {data_source_id(recipe.data)!r}"))
+            problems += manifest_problems(recipe, self.calibration)
         # what the input stage makes is known now: catch an already-INT8 or a fused input before any work
         src = input_stage(stages, self)
         kind = getattr(src, "type", None)

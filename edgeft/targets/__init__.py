@@ -31,6 +31,11 @@ TARGETS: dict[str, TargetInfo] = {
     "openvino-bf16": TargetInfo("openvino-bf16", ("onnx", "openvino"), "openvino_bf16",
                                 "OpenVINO runtime, CPU device (LATENCY hint, bf16 inference precision: "
                                 "OpenVINO's default on CPUs with AMX or AVX-512 BF16)", float_precision="bf16"),
+    # the runtimes apps embed (README "Mobile and embedded formats")
+    "executorch": TargetInfo("executorch", ("executorch",), "executorch_cpu",
+                             "ExecuTorch runtime, XNNPACK delegate (the .pte programs of export format executorch)"),
+    "ort-mobile": TargetInfo("ort-mobile", ("ort",), "ort_mobile",
+                             "ONNX Runtime, CPU execution provider, on ORT format models (export format ort-mobile)"),
 }
 
 

@@ -68,7 +68,8 @@ def runtime_versions() -> dict:
     import importlib.metadata as md
 
     out = {}
-    for pkg in ("torch", "transformers", "onnx", "onnxruntime", "openvino", "nncf", "optimum", "optimum-onnx"):
+    for pkg in ("torch", "transformers", "onnx", "onnxruntime", "openvino", "nncf", "optimum", "optimum-onnx",
+                "executorch"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

@@ -50,7 +50,7 @@ from ..schema import NAME_RE, Strict
 
 log = logging.getLogger("edgeft")
 
-RUNTIME_KINDS = {"onnxruntime": ("onnx",), "openvino": ("onnx", "openvino")}
+RUNTIME_KINDS = {"onnxruntime": ("onnx", "ort"), "openvino": ("onnx", "openvino")}   # ort: ORT format (.ort)
 # the local target whose artifact limits a remote runtime shares (dynamic INT8 runs on ORT only)
 RUNS_AS = {"onnxruntime": "cpu", "openvino": "openvino"}
 # ssh options that would weaken host-key checking: refused in `ssh_options`

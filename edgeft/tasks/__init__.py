@@ -7,7 +7,8 @@ constants
     FP32 export), QDQ_TOLERANCE (the same for a QAT export against its fake-quantized torch model),
     GROUP_BY_LENGTH (finetune may bucket by length), HIDDEN_STATE_KD (distill may match hidden
     states; false: logits only), TRANSFORMER (NNCF model type), STATIC_OP_TYPES (what static
-    ONNX Runtime INT8 quantizes)
+    ONNX Runtime INT8 quantizes), EXECUTORCH_INT8_MODULES (torch.nn types an INT8 ExecuTorch
+    export quantizes; None: all XNNPACKQuantizer takes)
 data
     check_data(recipe) -> [(key path, reason)], load_splits(recipe)
 model

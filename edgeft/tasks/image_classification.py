@@ -28,6 +28,7 @@ HIDDEN_STATE_KD = False        # distill: logits only
 TRANSFORMER = False            # NNCF model type
 # static INT8 (ONNX Runtime QDQ): convolutions, the classifier and the residual adds
 STATIC_OP_TYPES = ("Conv", "Gemm", "MatMul", "Add")
+EXECUTORCH_INT8_MODULES = None            # XNNPACKQuantizer's global set: convolutions, linear, adds, pools
 PROCESSOR_FILE = "preprocessor_config.json"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

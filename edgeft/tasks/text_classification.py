@@ -20,6 +20,7 @@ GROUP_BY_LENGTH = True         # finetune may batch similar lengths together
 HIDDEN_STATE_KD = True         # distill may match hidden states layer by layer
 TRANSFORMER = True             # NNCF model type
 STATIC_OP_TYPES = ("MatMul", "Gemm", "Gather")   # static INT8 (ONNX Runtime QDQ): weights and embeddings
+EXECUTORCH_INT8_MODULES = ("Linear",)   # not the attention-score matmuls/softmax: -8 points of agreement, slower
 
 
 # ----------------------------------------------------------------------------- data

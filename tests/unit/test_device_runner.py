@@ -156,3 +156,28 @@ def test_inputs_hash_follows_content():
     assert inputs_hash(a) == inputs_hash({"y": np.zeros(2), "x": np.arange(6).reshape(2, 3)})
     assert inputs_hash(a) != inputs_hash({**a, "x": np.arange(6).reshape(3, 2)})      # shape counts
     assert inputs_hash(a) != inputs_hash({**a, "y": np.ones(2)})
+
+
+def test_runner_runs_an_ort_format_model(tmp_path):
+    """An .ort model (export format ort-mobile) on an onnxruntime device: the same runner, the same logits."""
+    import onnxruntime as ort
+
+    from edgeft.ops import ort_mobile
+    from edgeft.targets.remote import RUNTIME_KINDS
+
+    assert "ort" in RUNTIME_KINDS["onnxruntime"] and "ort" not in RUNTIME_KINDS["openvino"]
+    root, (evals, *_) = _job(tmp_path)
+    objects = root / "objects" / "m"
+    ort_mobile.convert(objects / "model.onnx", objects / "model.ort")
+    job = root / "jobs" / "j1" / "job.json"
+    spec = json.loads(job.read_text())
+    spec["rows"][0]["model"] = "objects/m/model.ort"
+    job.write_text(json.dumps(spec))
+    (objects / "model.onnx").unlink()                       # only the .ort is on the device
+    out = _run_device(root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    ref = ort.InferenceSession(str(objects / "model.ort"), providers=["CPUExecutionProvider"])
+    with np.load(root / "jobs" / "j1" / "logits-0.npz") as logits:
+        for i, (_, batch) in enumerate(evals):
+            np.testing.assert_allclose(logits[f"eval/{i}"], ref.run(None, {"input_ids": batch["input_ids"]})[0],
+                                       rtol=1e-5, atol=1e-6)

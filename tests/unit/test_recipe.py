@@ -168,7 +168,7 @@ def test_all_problems_reported_at_once(tmp_path):
 def test_good_recipe_and_defaults():
     r = validate_recipe(full_recipe(), base_dir=ROOT)
     assert [s.name for s in r.stages] == ["finetune", "onnx", "int8", "bench"]
-    assert r.stages[0].lr == 5e-5 and r.stages[1].parity.min_agreement == 0.999
+    assert r.stages[0].lr == 5e-5 and r.stages[1].key_config()["parity"]["min_agreement"] == 0.999
 
 
 def test_default_input_is_previous_model_stage():

@@ -11,7 +11,7 @@ from edgeft.targets.remote import RemoteTarget, SshDevice, _ssh_failure, content
 
 def test_destination_and_options_are_checked():
     t = RemoteTarget(name="pi5", ssh="pi@pi5.local")
-    assert t.runtime == "onnxruntime" and t.accepts == ("onnx",) and t.runs_as == "cpu"
+    assert t.runtime == "onnxruntime" and t.accepts == ("onnx", "ort") and t.runs_as == "cpu"
     assert RemoteTarget(name="nuc", ssh="edge-nuc", runtime="openvino").accepts == ("onnx", "openvino")
     for bad in ("-oProxyCommand=x", "pi@host; rm -rf /", ""):
         with pytest.raises(ValidationError, match="not an ssh destination"):
