@@ -193,6 +193,19 @@ def onnx_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix == ".onnx" or p.name.endswith((".onnx.data", ".onnx_data")))
 
 
+def copy_side_files(src: str | Path, dst: str | Path) -> None:
+    """Copy what sits beside an ONNX artifact's model (tokenizer, config) into `dst`, so an artifact made
+    from it stays self-contained; not the model files, the store's manifest or logs."""
+    import shutil
+
+    from ..artifact import MANIFEST
+
+    model_files = {p.name for p in onnx_files(src)}
+    for p in Path(src).iterdir():
+        if p.is_file() and p.name not in model_files and p.name != MANIFEST and not p.name.endswith(".log"):
+            shutil.copy2(p, Path(dst) / p.name)
+
+
 def file_size_mb(path: str | Path) -> float:
     p = Path(path)
     extra = [q for q in p.parent.glob(p.name + "*") if q != p]      # external data next to it

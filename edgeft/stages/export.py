@@ -24,10 +24,10 @@ from .base import StageConfig
 
 log = logging.getLogger("edgeft")
 
-FORMATS = {          # format -> (artifact kind it makes, input kinds it takes, main file)
-    "onnx": ("onnx", ("torch",), "model.onnx"),
-    "executorch": ("executorch", ("torch",), "model.pte"),
-    "ort-mobile": ("ort", ("onnx",), "model.ort"),
+FORMATS = {          # format -> (artifact kind it makes, input kinds it takes)
+    "onnx": ("onnx", ("torch",)),
+    "executorch": ("executorch", ("torch",)),
+    "ort-mobile": ("ort", ("onnx",)),
 }
 INT8_MIN_AGREEMENT = 0.95      # the floor of INT8 made here (as `quantize`): logits move by design
 FP32_MIN_AGREEMENT = 0.999
@@ -200,13 +200,19 @@ def load_torch_source(cfg: ExportConfig, inputs: dict, ctx) -> Source:
                   reference, model)
 
 
-def fp32_limits(cfg: ExportConfig, task):
+def parity_limits(cfg: ExportConfig, task, int8: str | None = None):
+    """The gate's limits; `parity.*` keys override each default. FP32: the task's allclose bound and
+    the 0.999 floor. `int8="made"` (quantized by this export): the INT8 floor, no |Δ| bound;
+    `int8="kept"` (an INT8 source converted as it is, same kernels): the FP32 floor, no |Δ| bound."""
     from ..ops.parity import ParityLimits
 
-    tol = cfg.parity.max_abs_diff or task.FP32_TOLERANCE
-    rtol = task.FP32_RTOL if cfg.parity.rtol is None else cfg.parity.rtol
-    floor = FP32_MIN_AGREEMENT if cfg.parity.min_agreement is None else cfg.parity.min_agreement
-    return ParityLimits(max_abs_diff=tol, rtol=rtol, min_agreement=floor)
+    p = cfg.parity
+    floor = INT8_MIN_AGREEMENT if int8 == "made" else FP32_MIN_AGREEMENT
+    floor = floor if p.min_agreement is None else p.min_agreement
+    if int8:
+        return ParityLimits(max_abs_diff=p.max_abs_diff, min_agreement=floor)
+    return ParityLimits(max_abs_diff=p.max_abs_diff or task.FP32_TOLERANCE,
+                        rtol=task.FP32_RTOL if p.rtol is None else p.rtol, min_agreement=floor)
 
 
 def _onnx(cfg: ExportConfig, inputs: dict, ctx):
@@ -220,7 +226,7 @@ def _onnx(cfg: ExportConfig, inputs: dict, ctx):
     s = load_torch_source(cfg, inputs, ctx)
     model, torch_source_key, processor, names = s.model, s.torch_source, s.processor, s.names
     encode, val, n, feeds, n_batched, reference = s.encode, s.val, s.n, s.feeds, s.n_batched, s.reference
-    limits = fp32_limits(cfg, task)
+    limits = parity_limits(cfg, task)
 
     work = ctx.out_dir / ".work"
     plain = work / "model.onnx"
@@ -301,8 +307,6 @@ def _executorch(cfg: ExportConfig, inputs: dict, ctx):
 
     from ..ops import executorch_export as et
     from ..ops.onnx_export import file_size_mb
-    from ..ops.parity import ParityLimits
-
     task, s = ctx.task, load_torch_source(cfg, inputs, ctx)
     int8 = cfg.precision == "int8"
     calibration, facts = None, {}
@@ -328,11 +332,7 @@ def _executorch(cfg: ExportConfig, inputs: dict, ctx):
     tmp = work / "model.pte"
     tmp.write_bytes(buffer)
     run = et.load_method(tmp)
-    if int8:
-        limits = ParityLimits(max_abs_diff=cfg.parity.max_abs_diff, min_agreement=INT8_MIN_AGREEMENT
-                              if cfg.parity.min_agreement is None else cfg.parity.min_agreement)
-    else:
-        limits = fp32_limits(cfg, task)
+    limits = parity_limits(cfg, task, "made" if int8 else None)
     figures, cand = check(ctx, s, lambda f: et.run_program(run, f, s.names), limits,
                           f"ExecuTorch program ({cfg.precision.upper()})")
     final = ctx.out_dir / "model.pte"
@@ -353,10 +353,8 @@ def _executorch(cfg: ExportConfig, inputs: dict, ctx):
 def _ort_mobile(cfg: ExportConfig, inputs: dict, ctx):
     import shutil
 
-    from ..artifact import MANIFEST
     from ..ops import onnx_export as ox
     from ..ops import ort_mobile
-    from ..ops.parity import ParityLimits
 
     task, src = ctx.task, inputs["input"]
     processor = task.load_processor(src.path, ctx.recipe.data)
@@ -376,11 +374,7 @@ def _ort_mobile(cfg: ExportConfig, inputs: dict, ctx):
     tmp = ort_mobile.convert(src.main_path, work / "model.ort", cfg.target_platform)
     sess = ox.session(tmp)
     cand_pick = ox.output_index(sess, task.OUTPUT_NAMES[0])
-    if precision == "fp32":
-        limits = fp32_limits(cfg, task)
-    else:            # INT8 in, INT8 out: the same kernels, so the FP32 agreement floor
-        limits = ParityLimits(max_abs_diff=cfg.parity.max_abs_diff, min_agreement=FP32_MIN_AGREEMENT
-                              if cfg.parity.min_agreement is None else cfg.parity.min_agreement)
+    limits = parity_limits(cfg, task, None if precision == "fp32" else "kept")   # INT8 in, INT8 out
     figures, cand = check(ctx, s, lambda f: ox.run_session(sess, f)[cand_pick], limits,
                           f"ORT format model ({precision.upper()}, for {cfg.target_platform})", ox.io_names(sess)[1])
     config = ort_mobile.write_required_operators(tmp, work / ort_mobile.CONFIG)
@@ -388,10 +382,7 @@ def _ort_mobile(cfg: ExportConfig, inputs: dict, ctx):
     for f in (tmp, config):
         f.replace(ctx.out_dir / f.name)
     shutil.rmtree(work, ignore_errors=True)
-    model_files = {p.name for p in ox.onnx_files(src.path)}
-    for p in src.path.iterdir():        # tokenizer + config: the artifact stays self-contained
-        if p.is_file() and p.name not in model_files and p.name != MANIFEST and not p.name.endswith(".log"):
-            shutil.copy2(p, ctx.out_dir / p.name)
+    ox.copy_side_files(src.path, ctx.out_dir)
     final = ctx.out_dir / "model.ort"
     n_ops = sum(len(v) for v in ops.values())
     log.info("export: ORT format model %.1f MB; a reduced build needs %d operators (%s)", ox.file_size_mb(final),

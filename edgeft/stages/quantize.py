@@ -129,7 +129,6 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
     import shutil
     import time
 
-    from ..artifact import MANIFEST
     from ..errors import StageError
     from ..isa import int8_format
     from ..ops import onnx_export as ox
@@ -168,10 +167,7 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
     meta.update(_parity(cfg, job))
 
     shutil.rmtree(job.work, ignore_errors=True)
-    model_files = {p.name for p in ox.onnx_files(src.path)}
-    for p in src.path.iterdir():        # tokenizer + config: the artifact stays self-contained
-        if p.is_file() and p.name not in model_files and p.name != MANIFEST and not p.name.endswith(".log"):
-            shutil.copy2(p, ctx.out_dir / p.name)
+    ox.copy_side_files(src.path, ctx.out_dir)
     size = ox.file_size_mb(job.final) + (0.0 if onnx_out else ox.file_size_mb(job.final.with_suffix(".bin")))
     meta["size_mb"] = round(size, 2)
     meta["size_ratio"] = round(size / ox.file_size_mb(src.main_path), 3)

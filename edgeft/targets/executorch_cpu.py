@@ -23,10 +23,10 @@ class ExecuTorchSession(Session):
         self.artifact = artifact
         self.input_names = list(artifact.meta.get("inputs") or [])
         self._run = et.load_method(artifact.main_path, threads)
-        self._tensors = et._tensors
+        self._program = et.run_program
 
     def run_feed(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        return self._run(self._tensors(feed, self.input_names))
+        return self._program(self._run, feed, self.input_names)
 
     def footprint(self) -> dict:
         return footprint(self.artifact)
