@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 # encoder: an `adapt` output (MLM weights, no task head): only finetune (and adapt) take it
-Kind = Literal["torch", "encoder", "onnx", "openvino", "executorch", "ort", "engine", "report"]
+Kind = Literal["torch", "encoder", "onnx", "openvino", "executorch", "ort", "tensorrt", "report"]
 MANIFEST = "artifact.json"
 
 

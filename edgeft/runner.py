@@ -113,6 +113,9 @@ def _stage_key(recipe: Recipe, s, refs: dict, keys: dict, context: dict, hashes:
     ctx_fields = dict(context)
     if getattr(s, "machine_dependent", False):
         ctx_fields["host"] = host_fingerprint(stable=True)
+    extra = s.key_context() if hasattr(s, "key_context") else {}
+    if extra:                           # e.g. a TensorRT engine: the GPU and versions it is built for
+        ctx_fields.update(extra)
     return cache_key(s.type, s.version, config, input_keys, files, ctx_fields)
 
 

@@ -142,9 +142,11 @@ def static_calibration(src: str | Path, reader, cache_path: str | Path, calibrat
 
 def quantize_static_int8(src: str | Path, dst: str | Path, calibration_cache: str | Path,
                          calibrate_method: str = "minmax", per_channel: bool = True, *, op_types: Iterable[str],
-                         nodes_to_exclude: list[str] | None = None, reduce_range: bool = False) -> Path:
+                         nodes_to_exclude: list[str] | None = None, reduce_range: bool = False,
+                         symmetric_activations: bool = False) -> Path:
     """Static INT8 in QDQ format: int8 symmetric weights (per channel), uint8 asymmetric activations
-    with the ranges of `calibration_cache` (from static_calibration, same op_types and method).
+    (or, `symmetric_activations`, int8 with zero point 0: what TensorRT reads) with the ranges of
+    `calibration_cache` (from static_calibration, same op_types and method).
     `src` should be pre-processed and unfused. nodes_to_exclude None = activation x activation
     MatMuls (attention scores): int8 there cost accuracy and measured no faster."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -155,11 +157,12 @@ def quantize_static_int8(src: str | Path, dst: str | Path, calibration_cache: st
     with scratch_tempdir(dst.parent / ".ort-tmp"), quiet_library_logs():
         quantize_static(str(src), str(dst), None, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types),
                         per_channel=per_channel, reduce_range=reduce_range,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
+                        weight_type=QuantType.QInt8,
                         calibrate_method=getattr(CalibrationMethod, CALIBRATE_METHODS[calibrate_method]),
                         nodes_to_exclude=nodes_to_exclude, calibration_cache_path=str(calibration_cache),
                         use_external_data_format=needs_external_data(src),
-                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": symmetric_activations})
     shutil.rmtree(dst.parent / ".ort-tmp", ignore_errors=True)
     return dst
 
@@ -196,8 +199,9 @@ class StaticQuantizer:
 
     def __init__(self, src: str | Path, work: str | Path, reader, *, op_types: Iterable[str],
                  calibrate_method: str = "minmax", per_channel: bool = True, reduce_range: bool = False,
-                 uint8_weights: bool = False):
+                 uint8_weights: bool = False, symmetric_activations: bool = False):
         work = Path(work)
+        self.symmetric_activations = symmetric_activations
         self.work, self.op_types, self.calibrate_method = work, list(op_types), calibrate_method
         self.per_channel, self.reduce_range, self.uint8_weights = per_channel, reduce_range, uint8_weights
         self.preprocessed = preprocess(src, work / "preprocessed.onnx")
@@ -210,7 +214,8 @@ class StaticQuantizer:
 
         out = quantize_static_int8(self.preprocessed, dst or self.work / "trial.onnx", self.cache,
                                    self.calibrate_method, per_channel=self.per_channel, reduce_range=self.reduce_range,
-                                   nodes_to_exclude=self.always_float + list(kept), op_types=self.op_types)
+                                   nodes_to_exclude=self.always_float + list(kept), op_types=self.op_types,
+                                   symmetric_activations=self.symmetric_activations)
         if self.uint8_weights:        # every trial in the final format: int8 trials would mislead on saturating CPUs
             weights_to_uint8(out, out)
         return out

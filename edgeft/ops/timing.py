@@ -138,13 +138,15 @@ class TimedRow:
     real: Sequence[Any]         # batch-1 requests, each at its own length
     fixed: Any                  # one batch-1 request at the fixed shape, run `fixed_runs` times per round
     tp: Sequence[Any]           # throughput batches
+    gpu_ms: Callable[[], float] | None = None   # GPU sessions: the device time of the call just made (CUDA events)
 
     @classmethod
     def of(cls, session, real: Sequence[dict], fixed: dict, tp: Sequence[dict]) -> TimedRow:
         """A targets.base.Session's row (anything with feed and run_feed): the feeds filtered once, up
-        front, so only run_feed is timed."""
+        front, so only run_feed is timed. A session with `last_gpu_ms` (GPU targets) also has its device
+        time read after each call."""
         return cls(session.run_feed, [session.feed(b) for b in real], session.feed(fixed),
-                   [session.feed(b) for b in tp])
+                   [session.feed(b) for b in tp], getattr(session, "last_gpu_ms", None))
 
 
 @dataclass
@@ -155,6 +157,7 @@ class Timing:
     others_cpu_share: float          # share of all cores used by other work while timing (0..1)
     load_avg_1min: list[float]       # [before, after]
     cores: int
+    gpu_times: dict[tuple[int, str], list[float]] | None = None   # GPU rows: device ms per timed call, same order
 
     @property
     def busy(self) -> bool:
@@ -171,20 +174,42 @@ def time_rows(rows: Sequence[TimedRow], rounds: int, warmup: int, fixed_runs: in
     a warning is logged."""
     calls: dict[tuple[int, str], list[Callable[[], object]]] = {}
     warm: dict[tuple[int, str], int] = {}
+    gpu: dict[tuple[int, str], list[float]] = {}
     for i, r in enumerate(rows):
-        calls[(i, "real")] = [partial(r.run, f) for f in r.real]
-        calls[(i, "fixed")] = [partial(r.run, r.fixed)] * fixed_runs
-        calls[(i, "tp")] = [partial(r.run, f) for f in r.tp]
+        run = r.run
+        feeds = {"real": list(r.real), "fixed": [r.fixed] * fixed_runs, "tp": list(r.tp)}
+        for kind, fs in feeds.items():
+            if r.gpu_ms is not None:      # the device time is read right after each call (its events are reused)
+                out = gpu[(i, kind)] = []
+                calls[(i, kind)] = [partial(_with_gpu_time, run, r.gpu_ms, out, f) for f in fs]
+            else:
+                calls[(i, kind)] = [partial(run, f) for f in fs]
         warm.update({(i, "real"): warmup, (i, "fixed"): min(warmup, fixed_runs), (i, "tp"): 1})
     snap, load_before = cpu_snapshot(), load_avg()
     times = interleaved_latencies(calls, rounds, warm, on_block=on_block)
     cores = os.cpu_count() or 1
     others = round(others_cpu_share(snap, cpu_snapshot(), cores), 3)
-    timing = Timing(times, others, [load_before, load_avg()], cores)
+    gpu_times = {k: v[len(v) - len(times[k]):] for k, v in gpu.items()} or None   # warm-up calls dropped
+    timing = Timing(times, others, [load_before, load_avg()], cores, gpu_times)
     if timing.busy:
         log.warning("other work used %.0f%% of the %d cores while timing: latencies are inflated and noisy; "
                     "compare rows of this run only, or re-run on an idle machine", 100 * others, cores)
     return timing
+
+
+def _with_gpu_time(run: Callable, gpu_ms: Callable[[], float], out: list, feed) -> None:
+    run(feed)
+    out.append(gpu_ms())
+
+
+def gpu_figures(timing: Timing, i: int) -> dict:
+    """Row i's device-side figures where its session reported them (GPU targets): gpu_latency_ms and
+    gpu_latency_fixed_ms, {p50, p90, p99, mean} of the CUDA-event times of the same timed calls."""
+    g = timing.gpu_times or {}
+    if (i, "real") not in g:
+        return {}
+    return {"gpu_latency_ms": rounded(percentiles(g[(i, "real")])),
+            "gpu_latency_fixed_ms": rounded(percentiles(g[(i, "fixed")]))}
 
 
 def row_figures(real_ms: Sequence[float], fixed_ms: Sequence[float], tp_ms: Sequence[float],

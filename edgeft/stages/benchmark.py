@@ -77,7 +77,7 @@ class BenchmarkConfig(StageConfig):
     def check(self, recipe, stages) -> list[tuple[str, str]]:
         import re
 
-        from ..targets import TARGETS, unavailable_reason
+        from ..targets import TARGETS, kind_unavailable_reason, unavailable_reason
 
         problems = []
         for i, r in enumerate(self.artifacts):
@@ -107,6 +107,7 @@ class BenchmarkConfig(StageConfig):
             elif reason := unavailable_reason(t):
                 problems.append((f"targets[{i}]", f"{t}: {reason}"))
         known = [t for t in self.targets if isinstance(t, RemoteTarget) or t in TARGETS]
+        usable = [t for t in known if isinstance(t, str) and not unavailable_reason(t)]
         by_name = {s.name: s for s in stages if s is not None}
         for i, r in enumerate(self.artifacts):
             src = by_name.get(r[1:])
@@ -120,6 +121,9 @@ class BenchmarkConfig(StageConfig):
             elif limits and not any(limit_name(t) in limits[0] and kind in target_accepts(t) for t in known):
                 problems.append((f"artifacts[{i}]", f"{r} runs only on {', '.join(limits[0])} ({limits[1]}); "
                                  f"add that target"))
+            for t in usable:            # e.g. ONNX on cuda needs ONNX Runtime's CUDA provider, torch does not
+                if kind in TARGETS[t].accepts and (reason := kind_unavailable_reason(t, kind)):
+                    problems.append((f"artifacts[{i}]", f"{r} ({kind}) on {t}: {reason}"))
         return problems
 
 

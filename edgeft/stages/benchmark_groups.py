@@ -236,13 +236,14 @@ def sizes_and_counts(row: dict, ctx, a, p) -> None:
 
 def fill_row(row: dict, cfg, ctx, target: str, a, p, timing, i: int, sess) -> None:
     """Row i's timing figures, sizes, counts, memory, fingerprint and (OpenVINO) shape notes."""
-    from ..ops.timing import batch_size, row_figures
+    from ..ops.timing import batch_size, gpu_figures, row_figures
     from ..targets import target_module
     from ..targets.fingerprint import host_fingerprint, runtime_versions
     from ..targets.memprobe import measure_in_subprocess
 
     recipe, t = ctx.recipe, timing.times
     row.update(row_figures(t[(i, "real")], t[(i, "fixed")], t[(i, "tp")], [batch_size(b) for b in p.inputs.tp]))
+    row.update(gpu_figures(timing, i))
     sizes_and_counts(row, ctx, a, p)
     row.update(measure_in_subprocess(target, a, cfg.threads, recipe.data.max_length, recipe.task) if cfg.memory
                else {"peak_rss_mb": None, "model_rss_mb": None, "baseline_rss_mb": None})

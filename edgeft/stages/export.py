@@ -4,7 +4,11 @@ format onnx (default): a torch model to ONNX (dynamic batch and sequence axes); 
 ONNX Runtime transformer fusions, verified alike. format executorch: a torch model to an
 XNNPACK-delegated ExecuTorch program (.pte), FP32 or INT8 (PT2E, calibrated on a pinned manifest;
 ops/executorch_export.py). format ort-mobile: an ONNX artifact (FP32 or INT8) to ONNX Runtime's ORT
-format (.ort) plus the required-operators config of a reduced build (ops/ort_mobile.py).
+format (.ort) plus the required-operators config of a reduced build (ops/ort_mobile.py). format
+tensorrt: an ONNX artifact to a TensorRT engine (model.plan) for this machine's NVIDIA GPU, FP32, FP16
+(the graph converted to FP16) or INT8 (a symmetric QDQ model read as explicit quantization), with an
+optimization profile sized from the recipe's data (ops/tensorrt_engine.py); its cache key includes
+the GPU model, compute capability, TensorRT and CUDA versions.
 
 The gate runs source and export on real validation samples; output names and shapes must match,
 max |Δlogit| must be within tolerance and argmax agreement at or above the floor, else the stage
@@ -28,9 +32,13 @@ FORMATS = {          # format -> (artifact kind it makes, input kinds it takes)
     "onnx": ("onnx", ("torch",)),
     "executorch": ("executorch", ("torch",)),
     "ort-mobile": ("ort", ("onnx",)),
+    "tensorrt": ("tensorrt", ("onnx",)),
 }
 INT8_MIN_AGREEMENT = 0.95      # the floor of INT8 made here (as `quantize`): logits move by design
 FP32_MIN_AGREEMENT = 0.999
+# FP16 made here (tensorrt precision fp16): float16 keeps ~3 significant digits per operation, so the
+# bound is relative to the logits' scale; argmax may flip only on near-ties
+FP16_MAX_ABS_DIFF, FP16_RTOL, FP16_MIN_AGREEMENT = 2e-2, 2e-2, 0.99
 
 
 class ParityConfig(Strict):
@@ -47,18 +55,24 @@ class ParityConfig(Strict):
 
 class ExportConfig(StageConfig):
     type: Literal["export"]
-    format: Literal["onnx", "executorch", "ort-mobile"] = Field(
+    format: Literal["onnx", "executorch", "ort-mobile", "tensorrt"] = Field(
         "onnx", description="onnx (from a torch model), executorch (.pte from a torch model), ort-mobile "
-                            "(.ort from an ONNX artifact, FP32 or INT8)")
-    precision: Literal["fp32", "int8"] = Field(
-        "fp32", description="executorch only: int8 quantizes with the PT2E flow and XNNPACKQuantizer, "
-                            "calibrated on `calibration`; ort-mobile keeps its input's precision")
+                            "(.ort from an ONNX artifact, FP32 or INT8), tensorrt (an engine for this machine's "
+                            "NVIDIA GPU from an ONNX artifact)")
+    precision: Literal["fp32", "fp16", "int8"] = Field(
+        "fp32", description="executorch: int8 quantizes with the PT2E flow and XNNPACKQuantizer, calibrated on "
+                            "`calibration`; tensorrt: fp32, fp16 (the FP32 ONNX converted to FP16) or int8 (from "
+                            "a symmetric QDQ model: quantize static with activations symmetric, or qat); "
+                            "ort-mobile keeps its input's precision")
     activations: Literal["static", "dynamic"] = Field(
         "static", description="executorch int8: static activation ranges from `calibration`, or dynamic (measured "
                               "per call, no calibration; more accurate, slower)")
     calibration: str | None = Field(None, description="calibration manifest (executorch int8, static activations)")
     target_platform: Literal["arm", "amd64"] = Field(
         "arm", description="ort-mobile: the CPU the .ort is for; arm leaves out x86-only layout rewrites")
+    max_batch: PositiveInt = Field(64, description="tensorrt: the largest batch the engine's profile takes "
+                                   "(the benchmark's accuracy pass runs batches of 64)")
+    opt_batch: PositiveInt = Field(1, description="tensorrt: the batch TensorRT tunes kernels for (1: latency)")
     opset: int = Field(18, ge=14, le=23)
     optimize: bool = Field(
         False, description="ONNX Runtime transformer fusions (Attention, SkipLayerNorm, ...; verified by the "
@@ -80,6 +94,9 @@ class ExportConfig(StageConfig):
     def key_config(self) -> dict:
         """An onnx export keys as it did before formats existed: the new keys only where they matter."""
         d = super().key_config()
+        if self.format != "tensorrt":
+            for k in ("max_batch", "opt_batch"):
+                d.pop(k, None)
         if self.format == "onnx":
             for k in ("format", "precision", "calibration", "target_platform", "activations"):
                 d.pop(k, None)
@@ -89,9 +106,18 @@ class ExportConfig(StageConfig):
             for k in ("opset", "optimize", "opt_level") + (("target_platform",) if self.format != "ort-mobile"
                                                             else ()):
                 d.pop(k, None)
-            if self.precision != "int8":
+            if self.precision != "int8" or self.format != "executorch":
                 d.pop("activations", None)
         return d
+
+    def key_context(self) -> dict:
+        """A TensorRT engine is specific to the GPU and versions it was built with: they key it, so another
+        GPU or TensorRT/CUDA version builds its own engine instead of reusing this one."""
+        if self.format != "tensorrt":
+            return {}
+        from ..ops.gpu import engine_fingerprint
+
+        return {"engine_device": engine_fingerprint()}
 
     def check(self, recipe, stages) -> list[tuple[str, str]]:
         from .graph import input_stage
@@ -108,9 +134,18 @@ class ExportConfig(StageConfig):
                     problems.append((key, f"`{key}` is an ONNX export setting; format {fmt} does not take it"))
         if fmt != "ort-mobile" and self.target_platform != "arm":
             problems.append(("target_platform", "only format ort-mobile takes `target_platform`"))
-        if self.precision == "int8" and fmt != "executorch":
+        if self.precision == "int8" and fmt not in ("executorch", "tensorrt"):
             problems.append(("precision", f"format {fmt} exports its input as it is (INT8 ONNX comes from a "
-                                          f"quantize stage); precision int8 is for format executorch"))
+                                          f"quantize stage); precision int8 is for formats executorch and tensorrt"))
+        if self.precision == "fp16" and fmt != "tensorrt":
+            problems.append(("precision", "precision fp16 is for format tensorrt (the cuda-fp16 target runs other "
+                                          "artifacts in FP16)"))
+        if fmt != "tensorrt":
+            for key in ("max_batch", "opt_batch"):
+                if getattr(self, key) != type(self).model_fields[key].default:
+                    problems.append((key, f"`{key}` sizes a TensorRT engine's profile; format {fmt} does not take it"))
+        elif self.opt_batch > self.max_batch:
+            problems.append(("opt_batch", f"opt_batch {self.opt_batch} is above max_batch {self.max_batch}"))
         static = fmt == "executorch" and self.precision == "int8" and self.activations == "static"
         if self.activations != "static" and not (fmt == "executorch" and self.precision == "int8"):
             problems.append(("activations", "`activations` is for an INT8 ExecuTorch export (format executorch, "
@@ -136,6 +171,8 @@ class ExportConfig(StageConfig):
                     "executorch": "; ExecuTorch exports from a torch model: set `input:` to the model stage "
                                   "(prune/distill/finetune), not its ONNX or OpenVINO form"}.get(fmt, "")
             problems.append(("input", f"format {fmt} takes a {', '.join(takes)} model; {what}{hint}"))
+        if fmt == "tensorrt":
+            problems += self._tensorrt_problems(src)
         if fmt == "executorch":
             from ..ops.executorch_export import installed
 
@@ -144,8 +181,38 @@ class ExportConfig(StageConfig):
         return problems
 
 
+    def _tensorrt_problems(self, src) -> list[tuple[str, str]]:
+        """INT8 engines need a symmetric QDQ input; FP32/FP16 engines an FP32 one; and TensorRT plus a GPU here."""
+        from ..ops.gpu import tensorrt_unavailable_reason
+
+        problems = []
+        kind = getattr(src, "type", None)
+        int8_in = kind == "qat" or (kind == "quantize" and src.produces() == "onnx")
+        if self.precision == "int8":
+            if not int8_in:
+                what = f"@{src.name} is an FP32 {kind or 'model'}" if src is not None else "the input is FP32"
+                problems.append(("input", f"an INT8 TensorRT engine is built from an explicitly quantized (QDQ) ONNX "
+                                          f"model; {what}: set `input:` to a quantize stage (method static, "
+                                          f"activations symmetric) or a qat stage"))
+            elif kind == "quantize" and src.method != "static":
+                problems.append(("input", f"@{src.name} is {src.method} INT8 (no QDQ for TensorRT to read: "
+                                          f"MatMulInteger/DynamicQuantizeLinear); use method static with "
+                                          f"activations symmetric"))
+            elif kind == "quantize" and src.activations != "symmetric":
+                problems.append(("input", f"@{src.name} has uint8 asymmetric activations; TensorRT reads only "
+                                          f"symmetric INT8 Q/DQ (zero point 0): set `activations: symmetric` on it"))
+        elif int8_in:
+            problems.append(("precision", f"@{src.name} is INT8 already; build it with precision int8 (its QDQ is "
+                                          f"read as explicit quantization), or give an FP32 export for "
+                                          f"{self.precision}"))
+        if reason := tensorrt_unavailable_reason():
+            problems.append(("format", f"format tensorrt builds on this machine's NVIDIA GPU: {reason}"))
+        return problems
+
+
 def run(cfg: ExportConfig, inputs: dict, ctx):
-    return {"onnx": _onnx, "executorch": _executorch, "ort-mobile": _ort_mobile}[cfg.format](cfg, inputs, ctx)
+    return {"onnx": _onnx, "executorch": _executorch, "ort-mobile": _ort_mobile,
+            "tensorrt": _tensorrt}[cfg.format](cfg, inputs, ctx)
 
 
 @dataclass
@@ -202,13 +269,17 @@ def load_torch_source(cfg: ExportConfig, inputs: dict, ctx) -> Source:
 
 def parity_limits(cfg: ExportConfig, task, int8: str | None = None):
     """The gate's limits; `parity.*` keys override each default. FP32: the task's allclose bound and
-    the 0.999 floor. `int8="made"` (quantized by this export): the INT8 floor, no |Δ| bound;
-    `int8="kept"` (an INT8 source converted as it is, same kernels): the FP32 floor, no |Δ| bound."""
+    the 0.999 floor. `int8="made"` (quantized by this export, or INT8 run on other kernels): the INT8
+    floor, no |Δ| bound; `int8="kept"` (an INT8 source converted as it is, same kernels): the FP32
+    floor, no |Δ| bound; `int8="fp16"` (FP16 made here): FP16's relative bound and floor."""
     from ..ops.parity import ParityLimits
 
     p = cfg.parity
-    floor = INT8_MIN_AGREEMENT if int8 == "made" else FP32_MIN_AGREEMENT
+    floor = {"made": INT8_MIN_AGREEMENT, "fp16": FP16_MIN_AGREEMENT}.get(int8 or "", FP32_MIN_AGREEMENT)
     floor = floor if p.min_agreement is None else p.min_agreement
+    if int8 == "fp16":
+        return ParityLimits(max_abs_diff=p.max_abs_diff or FP16_MAX_ABS_DIFF,
+                            rtol=FP16_RTOL if p.rtol is None else p.rtol, min_agreement=floor)
     if int8:
         return ParityLimits(max_abs_diff=p.max_abs_diff, min_agreement=floor)
     return ParityLimits(max_abs_diff=p.max_abs_diff or task.FP32_TOLERANCE,
@@ -350,11 +421,10 @@ def _executorch(cfg: ExportConfig, inputs: dict, ctx):
     return ctx.artifact(kind="executorch", file="model.pte", meta=meta)
 
 
-def _ort_mobile(cfg: ExportConfig, inputs: dict, ctx):
-    import shutil
-
+def load_onnx_source(cfg: ExportConfig, inputs: dict, ctx) -> Source:
+    """An ONNX artifact to convert (ort-mobile, tensorrt) and its logits on the parity feeds in ONNX
+    Runtime on the CPU (the kernels every ONNX row of the report is first measured on)."""
     from ..ops import onnx_export as ox
-    from ..ops import ort_mobile
 
     task, src = ctx.task, inputs["input"]
     processor = task.load_processor(src.path, ctx.recipe.data)
@@ -367,8 +437,92 @@ def _ort_mobile(cfg: ExportConfig, inputs: dict, ctx):
     ref_sess = ox.session(src.main_path)
     pick = ox.output_index(ref_sess, task.OUTPUT_NAMES[0])
     reference = [ox.run_session(ref_sess, f)[pick] for f in feeds]
-    s = Source(src.path, src.meta.get("torch_source", src.key), processor, ox.io_names(ref_sess)[0], encode, val, n,
-               feeds, n_batched, reference)
+    return Source(src.path, src.meta.get("torch_source", src.key), processor, ox.io_names(ref_sess)[0], encode, val,
+                  n, feeds, n_batched, reference)
+
+
+def engine_profile(cfg: ExportConfig, ctx, s: Source) -> dict:
+    """The engine's optimization profile from the recipe's data: every split's example lengths bound the
+    sequence axis (the benchmark runs the test split at its own lengths), the training split's median is
+    the optimum; batch 1 .. max_batch, optimal at opt_batch."""
+    from ..ops.tensorrt_engine import profile_shapes
+
+    task, splits, max_len = ctx.task, ctx.splits(), ctx.recipe.data.max_length
+    per_split = {name: task.example_lengths(s.processor, getattr(splits, name).items, max_len)
+                 for name in ("train", "validation", "test")}
+    example = {k: v for k, v in s.encode(s.val.items[:1]).items() if k in s.names}
+    import numpy as np
+
+    return profile_shapes(example, task.INPUT_AXES, np.concatenate(list(per_split.values())), per_split["train"],
+                          max_len, cfg.max_batch, cfg.opt_batch)
+
+
+def _tensorrt(cfg: ExportConfig, inputs: dict, ctx):
+    import shutil
+    import time
+
+    from ..errors import StageError
+    from ..ops import onnx_export as ox
+    from ..ops import tensorrt_engine as te
+    from ..ops.gpu import describe, engine_fingerprint
+
+    task, src = ctx.task, inputs["input"]
+    src_precision = src.meta.get("precision", "fp32")
+    if cfg.precision == "int8":
+        problems = te.qdq_problems(src.main_path)
+        if problems:
+            raise StageError(f"{ctx.stage_name}: TensorRT cannot read @{src.stage} as explicit quantization: "
+                             f"{problems[0]}; quantize with method static and `activations: symmetric`")
+    elif src_precision != "fp32":
+        raise StageError(f"{ctx.stage_name}: @{src.stage} is {src_precision}; a {cfg.precision} engine is built "
+                         f"from an FP32 ONNX model (INT8 QDQ models: precision int8)")
+    s = load_onnx_source(cfg, inputs, ctx)
+    profile = engine_profile(cfg, ctx, s)
+    device = engine_fingerprint()
+    work = ctx.out_dir / ".work"
+    work.mkdir(parents=True, exist_ok=True)
+    graph = te.to_fp16_onnx(src.main_path, work / "model-fp16.onnx") if cfg.precision == "fp16" else src.main_path
+    log.info("export: building a TensorRT %s engine for %s, profile %s", cfg.precision.upper(), describe(device),
+             "; ".join(f"{k} {v[0]}..{v[2]} (opt {v[1]})" for k, v in profile.items()))
+    t0 = time.perf_counter()
+    try:
+        plan, build = te.build_engine(graph, profile, cfg.precision)
+    except RuntimeError as e:
+        shutil.rmtree(work, ignore_errors=True)
+        raise StageError(f"{ctx.stage_name}: {e}") from None
+    build["build_s"] = round(time.perf_counter() - t0, 1)
+    tmp = work / "model.plan"
+    tmp.write_bytes(plan)
+    runner = te.EngineRunner(tmp.read_bytes(), profile)         # the bytes written, as the target reads them
+    limits = parity_limits(cfg, task, {"fp32": None, "fp16": "fp16", "int8": "made"}[cfg.precision])
+    try:
+        figures, cand = check(ctx, s, runner.run, limits, f"TensorRT engine ({cfg.precision.upper()})")
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    final = ctx.out_dir / "model.plan"
+    tmp.replace(final)
+    shutil.rmtree(work, ignore_errors=True)
+    ox.copy_side_files(src.path, ctx.out_dir)
+    log.info("export: TensorRT engine %.1f MB built in %.0f s", ox.file_size_mb(final), build["build_s"])
+    meta = {"precision": cfg.precision, "format": "tensorrt", "torch_source": s.torch_source, "onnx_source": src.key,
+            "inputs": s.names, "engine_device": device, "profile": profile, "build": build,
+            "exporter": f"TensorRT {build['tensorrt']} ONNX parser + builder (strongly typed: "
+                        f"{build['strongly_typed']})",
+            "parity": figures, "parity_limits": limits.meta(), "parity_batch1_runs": len(s.feeds) - s.n_batched,
+            **_accuracies(ctx, s, cand, "tensorrt"), "size_mb": round(ox.file_size_mb(final), 2)}
+    return ctx.artifact(kind="tensorrt", file="model.plan", meta=meta)
+
+
+def _ort_mobile(cfg: ExportConfig, inputs: dict, ctx):
+    import shutil
+
+    from ..ops import onnx_export as ox
+    from ..ops import ort_mobile
+
+    task, src = ctx.task, inputs["input"]
+    s = load_onnx_source(cfg, inputs, ctx)
+    feeds, n_batched = s.feeds, s.n_batched
     precision = src.meta.get("precision", "fp32")
     work = ctx.out_dir / ".work"
     tmp = ort_mobile.convert(src.main_path, work / "model.ort", cfg.target_platform)

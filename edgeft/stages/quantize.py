@@ -51,6 +51,10 @@ class QuantizeConfig(StageConfig):
                                    "nncf_accuracy_control): the largest validation accuracy drop allowed, in points")
     fallback_samples: PositiveInt = Field(256, description="static with max_drop: validation samples on which "
                                           "each weight op's sensitivity is measured")
+    activations: Literal["asymmetric", "symmetric"] = Field(
+        "asymmetric", description="static: uint8 asymmetric activations (ONNX Runtime's CPU default), or int8 "
+                                  "symmetric (zero point 0), the QDQ form TensorRT reads (export format tensorrt, "
+                                  "precision int8); symmetric also keeps int8 weights whatever the CPU class")
     reduce_range: bool = Field(False, description="7-bit int8 weights (ONNX Runtime methods) instead of the "
                                                   "format `isa` picks")
     isa: IsaName = Field("auto", description="the CPU class the INT8 model is for (edgeft/isa.py): auto = "
@@ -71,7 +75,10 @@ class QuantizeConfig(StageConfig):
         return {"calibration": str(recipe.resolve_path(self.calibration))} if self.calibration else {}
 
     def key_config(self) -> dict:
-        return with_int8_isa(super().key_config(), self.isa)
+        d = super().key_config()
+        if self.activations == "asymmetric":      # keys of recipes written before the setting stay as they were
+            d.pop("activations", None)
+        return with_int8_isa(d, self.isa)
 
     def warnings(self, recipe, stages) -> list[tuple[str, str]]:
         from ..isa import int8_format
@@ -145,7 +152,8 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
         return task.encode(processor, texts, max_len)
 
     fmt, onnx_out = int8_format(cfg.isa), method.kind == "onnx"
-    uint8 = fmt.ort_weights == "uint8" and not cfg.reduce_range and onnx_out
+    symmetric = cfg.activations == "symmetric"
+    uint8 = fmt.ort_weights == "uint8" and not cfg.reduce_range and onnx_out and not symmetric
     job = Job(ctx, src, encode, ox.io_names(src.main_path)[0], fmt, uint8, ctx.out_dir / ".work",
               ctx.out_dir / ("model.onnx" if onnx_out else "model.xml"))
     meta: dict = {"precision": "int8", "torch_source": src.meta.get("torch_source", src.key),
@@ -154,7 +162,7 @@ def run(cfg: QuantizeConfig, inputs: dict, ctx):
                   "weights": (("uint8 (ONNX Runtime QUInt8)" if cfg.method == "dynamic" else
                                "int8 symmetric stored as uint8 (zero point 128)") if uint8 else
                               "int8 symmetric" + (" 7-bit" if cfg.reduce_range else "")),
-                  "activations": "uint8 asymmetric"}
+                  "activations": "int8 symmetric (zero point 0)" if symmetric else "uint8 asymmetric"}
     log.info("quantize: INT8 format for ISA class %s (%s): %s", fmt.isa,
              "this machine" if fmt.source == "host" else "the recipe's isa", meta["weights"] if onnx_out else
              f"NNCF overflow fix {fmt.nncf_overflow_fix}")
@@ -238,7 +246,8 @@ class Method:
 ORT_SETTINGS = ("calibrate_method", "per_channel", "reduce_range")     # ONNX Runtime's; NNCF has its own
 METHODS: dict[str, Method] = {
     "dynamic": Method(dynamic, "onnx", frozenset(ORT_SETTINGS) - {"calibrate_method"}, unfused=False),
-    "static": Method(static, "onnx", frozenset({"calibration", "max_drop", "fallback_samples", *ORT_SETTINGS}),
+    "static": Method(static, "onnx", frozenset({"calibration", "max_drop", "fallback_samples", "activations",
+                                                *ORT_SETTINGS}),
                      needs=("calibration",)),
     "nncf_ptq": Method(nncf_ptq, "openvino", frozenset({"calibration"}), needs=("calibration",)),
     "nncf_accuracy_control": Method(nncf_accuracy_control, "openvino", frozenset({"calibration", "max_drop"}),
@@ -251,6 +260,7 @@ UNUSED = {"max_drop": "method {method} does not control accuracy; use static (ON
                       "nncf_accuracy_control (OpenVINO)",
           "fallback_samples": "only used by method static with max_drop",
           "calibration": "method {method} takes no calibration set (did you mean static?)",
-          "calibrate_method": "only used by method static"}
+          "calibrate_method": "only used by method static",
+          "activations": "only method static takes `activations` (symmetric: the QDQ form TensorRT reads)"}
 TAKEN_WITH = {"fallback_samples": "max_drop"}                         # taken only together with that key
 OPTIONAL_KEYS = (*UNUSED, "per_channel", "reduce_range")

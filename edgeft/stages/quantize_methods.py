@@ -63,7 +63,8 @@ def static(cfg: QuantizeConfig, job: Job) -> dict:
     reader = calibration_reader(samples, job.encode, job.in_names, batch_size=1)   # natural lengths, no padding
     quantize = StaticQuantizer(src.main_path, job.work, reader, op_types=ctx.task.STATIC_OP_TYPES,  # Conv for CNNs
                                calibrate_method=cfg.calibrate_method, per_channel=cfg.per_channel,
-                               reduce_range=cfg.reduce_range, uint8_weights=job.uint8_weights)
+                               reduce_range=cfg.reduce_range, uint8_weights=job.uint8_weights,
+                               symmetric_activations=cfg.activations == "symmetric")
     meta = {"calibrate_method": cfg.calibrate_method, "calibration": facts}
     if cfg.max_drop is None:
         quantize([], job.final)

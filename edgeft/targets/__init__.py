@@ -36,6 +36,16 @@ TARGETS: dict[str, TargetInfo] = {
                              "ExecuTorch runtime, XNNPACK delegate (the .pte programs of export format executorch)"),
     "ort-mobile": TargetInfo("ort-mobile", ("ort",), "ort_mobile",
                              "ONNX Runtime, CPU execution provider, on ORT format models (export format ort-mobile)"),
+    # NVIDIA GPUs (README "NVIDIA GPUs"): recipes naming them fail to load on machines without one
+    "cuda": TargetInfo("cuda", ("torch", "onnx"), "cuda",
+                       "NVIDIA GPU: PyTorch eager on CUDA (torch), ONNX Runtime CUDA provider (onnx); FP32, TF32 off"),
+    "cuda-fp16": TargetInfo("cuda-fp16", ("torch", "onnx"), "cuda_fp16",
+                            "NVIDIA GPU in FP16: torch models in float16, FP32 ONNX converted to FP16 on load",
+                            float_precision="fp16"),
+    "cuda-bf16": TargetInfo("cuda-bf16", ("torch",), "cuda_bf16", "NVIDIA GPU, torch models in bfloat16",
+                            float_precision="bf16"),
+    "tensorrt": TargetInfo("tensorrt", ("tensorrt",), "tensorrt",
+                           "TensorRT engines (export format tensorrt) on the GPU they were built for"),
 }
 
 
@@ -47,6 +57,13 @@ def unavailable_reason(name: str) -> str | None:
     """Why this machine cannot run target `name` (None: it can)."""
     check = getattr(target_module(name), "unavailable_reason", None)
     return check() if check is not None else None
+
+
+def kind_unavailable_reason(name: str, kind: str) -> str | None:
+    """Why target `name` cannot run `kind` artifacts on this machine (None: it can), for targets whose
+    runtimes differ by kind (cuda: torch needs PyTorch CUDA, onnx needs ONNX Runtime's CUDA provider)."""
+    check = getattr(target_module(name), "kind_unavailable_reason", None)
+    return check(kind) if check is not None else None
 
 
 def row_precision(artifact_precision: str, target: str) -> str:

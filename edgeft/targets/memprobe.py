@@ -56,7 +56,8 @@ def probe(target: str, artifact_dir: str, threads: int, max_length: int, task_na
     for b in (1, big_batch):
         session.run(task.dummy_inputs(session.input_names, b, max_length, artifact_dir))
     peak = max_rss_mb()
-    return {"target": target, "threads": threads, "max_length": max_length, "big_batch": big_batch,
+    gpu = {"peak_gpu_mb": session.gpu_peak_mb()} if hasattr(session, "gpu_peak_mb") else {}
+    return {**gpu, "target": target, "threads": threads, "max_length": max_length, "big_batch": big_batch,
             "baseline_rss_mb": round(baseline, 1), "loaded_rss_mb": round(loaded, 1),
             "peak_rss_mb": round(peak, 1), "model_rss_mb": round(peak - baseline, 1)}
 
@@ -82,7 +83,7 @@ def measure_in_subprocess(target: str, artifact, threads: int, max_length: int, 
         raise StageError(f"memory probe of {artifact.stage} on {target} failed (exit {proc.returncode}):\n"
                          + proc.stderr[-2000:])
     out = json.loads(lines[-1])
-    return {k: out[k] for k in ("peak_rss_mb", "model_rss_mb", "baseline_rss_mb")}
+    return {k: out[k] for k in ("peak_rss_mb", "model_rss_mb", "baseline_rss_mb", "peak_gpu_mb") if k in out}
 
 
 def main(argv: list[str] | None = None) -> int:
