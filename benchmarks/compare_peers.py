@@ -13,6 +13,12 @@ benchmarks/peers/, one function each):
     openvino-fp32       ov.convert_model of the Optimum ONNX, compiled for CPU, LATENCY hint
     openvino-nncf-int8  nncf.quantize (300 train samples, model_type=TRANSFORMER) on that OV model
 
+With --gpu (an NVIDIA GPU with onnxruntime-gpu, TensorRT and Optimum; benchmarks/peers/gpu.py):
+
+    ort-cuda-fp32       the Optimum export on ONNX Runtime's CUDA execution provider
+    ort-cuda-fp16       Optimum's FP16 export (dtype="fp16", device="cuda") on the same provider
+    trt-fp16            a TensorRT engine of that FP16 export (the trtexec equivalent, Python API)
+
 edgeft rows: every artifact x target row of the run's report.json, loaded with edgeft's own targets
 (`target_module(target).load(artifact, threads, task)`), plus the run's openvino artifacts on
 `--extra-targets` (default: `openvino-bf16` on CPUs with bf16, where OpenVINO's default precision,
@@ -47,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from peers import PEERS, Built  # benchmarks/peers/: the script's own folder is on sys.path
+from peers import GPU_PEERS, PEERS, Built  # benchmarks/peers/: the script's own folder is on sys.path
 
 from edgeft.ops.timing import BUSY_SHARE
 from edgeft.targets.inputs import BenchInputs
@@ -413,6 +419,8 @@ def parse_args(argv):
     ap.add_argument("--fma-units", type=int, default=2, help="vector FMA units per core for the peak estimate")
     ap.add_argument("--work", help="where peer models are built and kept (default RUN_DIR/peers/<model key>)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild peer models even if built before")
+    ap.add_argument("--gpu", action="store_true", help=f"add the NVIDIA GPU peers ({', '.join(GPU_PEERS)}): "
+                    "ONNX Runtime's CUDA provider FP32/FP16 and a TensorRT FP16 engine (peers/gpu.py)")
     ap.add_argument("--extra-targets", default="auto",
                     help="also run every artifact of the run's openvino rows on these targets (comma-separated; "
                          "auto: openvino-bf16 where the CPU has bf16, the precision the OpenVINO peers get by "
@@ -482,8 +490,9 @@ def peer_rows(wb: Workbench, names: list[str]) -> list[Row]:
     for i, name in enumerate(names):
         log.info("peer %d/%d: %s ...", i + 1, len(names), name)
         t0 = time.perf_counter()
-        b = PEERS[name](model_dir=model.path, work=work, threads=args.threads, task=wb.task, built=built,
-                        calib=calib, rebuild=args.rebuild)
+        b = {**PEERS, **GPU_PEERS}[name](model_dir=model.path, work=work, threads=args.threads, task=wb.task,
+                                         built=built, calib=calib, rebuild=args.rebuild, max_length=wb.max_len,
+                                         fixed_length=args.fixed_length)
         built[name] = b
         log.info("peer %d/%d: %s ready in %.1f s%s", i + 1, len(names), name, time.perf_counter() - t0,
                  " (built before, reused)" if b.reused else "")
@@ -552,11 +561,17 @@ def settings_of(wb: Workbench, argv) -> dict:
     }
 
 
-def _check_peers(spec: str) -> list[str]:
+def _check_peers(spec: str, gpu: bool = False) -> list[str]:
     import importlib.util
 
     names = [n.strip() for n in spec.split(",") if n.strip()]
-    unknown = [n for n in names if n not in PEERS]
+    if gpu:
+        from peers.gpu import unavailable_reason
+
+        if reason := unavailable_reason():
+            raise CompareError(f"--gpu: the GPU peers ({', '.join(GPU_PEERS)}) cannot run here: {reason}")
+        names += [n for n in GPU_PEERS if n not in names]
+    unknown = [n for n in names if n not in PEERS and not (gpu and n in GPU_PEERS)]
     if unknown or "pytorch-fp32" not in names:
         raise CompareError(f"--peers: unknown {unknown}; known {list(PEERS)} (pytorch-fp32, the teacher, is required)")
     lacking = [m for m in ("openvino", "nncf") if importlib.util.find_spec(m) is None]
@@ -574,7 +589,7 @@ def main(argv: list[str] | None = None) -> dict:
     for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         os.environ.setdefault(k, "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    names = _check_peers(args.peers)
+    names = _check_peers(args.peers, args.gpu)
 
     import torch
 

@@ -14,7 +14,8 @@ from pathlib import Path
 LEGEND = [
     ("artifact", "the stage that made the model; **bold** = on the Pareto front of its target "
                  "(no other row there is both faster at p50 and at least as accurate)"),
-    ("precision", "number format of the weights and matmuls (fp32, int8; bf16: an FP32 model on a bf16 target)"),
+    ("precision", "number format of the weights and matmuls (fp32, fp16, int8; bf16 / fp16: an FP32 model on a "
+                  "bf16 / fp16 target)"),
     ("accuracy %", "accuracy on the whole test split; in brackets the change in points against the reference"),
     ("F1", "macro-F1 on the test split"),
     ("p50 / p90 / p99", "latency percentiles in ms at batch 1, each test text at its own length "
@@ -248,6 +249,7 @@ def render_markdown(report: dict, image: str | None = "pareto.png") -> str:
                 for r in nopay]
         out.append("")
     out += footprint_section(rows)
+    out += gpu_section(rows)
     out += training_section(report.get("training") or [])
     out += failed_section(report.get("failed_stages") or [])
     out += failed_targets_section(report.get("failed_targets") or [])
@@ -277,6 +279,31 @@ def footprint_section(rows: list[dict]) -> list[str]:
             lines.append(f"- {r['artifact']} on `{r['target']}`: a reduced ONNX Runtime build needs "
                          f"{fp['required_operators']} operators ({fp.get('config')}): {ops}")
     return ["## Runtime footprint", "", *lines, ""] if lines else []
+
+
+def gpu_section(rows: list[dict]) -> list[str]:
+    """GPU rows: the GPU, the device-side time of the same timed calls (CUDA events: the model's work
+    without the copies of inputs and logits), peak GPU memory, and a TensorRT engine's profile."""
+    lines = []
+    for r in rows:
+        g = r.get("gpu_latency_ms")
+        fp = r.get("runtime_footprint") or {}
+        if g is None and not fp.get("engine_device"):
+            continue
+        dev = ((r.get("fingerprint") or {}).get("gpu") or {})
+        parts = [f"{dev.get('gpu', '?')} (compute capability {dev.get('compute_capability', '?')}, CUDA "
+                 f"{dev.get('cuda', '?')})"]
+        if g is not None:
+            fixed = (r.get("gpu_latency_fixed_ms") or {}).get("p50")
+            parts.append(f"GPU time p50 {_f(g.get('p50'))} ms of {_f((r.get('latency_ms') or {}).get('p50'))} ms "
+                         f"end to end; fixed shape {_f(fixed)} ms")
+        if r.get("peak_gpu_mb") is not None:
+            parts.append(f"peak GPU memory (torch allocations) {r['peak_gpu_mb']:.0f} MB")
+        if fp.get("profile"):
+            parts.append("engine profile " + "; ".join(f"{k} {v[0]}..{v[2]} (opt {v[1]})"
+                                                       for k, v in fp["profile"].items()))
+        lines.append(f"- {r['artifact']} on `{r['target']}`: " + "; ".join(parts))
+    return ["## GPU", "", *lines, ""] if lines else []
 
 
 def training_section(training: list[dict]) -> list[str]:

@@ -52,6 +52,7 @@ def build_once(folder: Path, build: Callable[[Path], None], rebuild: bool = Fals
     return folder, time.perf_counter() - t0, False
 
 
+from .gpu import ort_cuda_fp16, ort_cuda_fp32, trt_fp16  # noqa: E402
 from .openvino_nncf import openvino_fp32, openvino_nncf_int8  # noqa: E402
 from .optimum_ort import ort_fp32, ort_int8_dynamic  # noqa: E402
 from .pytorch import pytorch_fp32  # noqa: E402
@@ -62,4 +63,10 @@ PEERS: dict[str, Callable[..., Built]] = {
     "ort-int8-dynamic": ort_int8_dynamic,
     "openvino-fp32": openvino_fp32,
     "openvino-nncf-int8": openvino_nncf_int8,
+}
+# on an NVIDIA GPU (compare_peers.py --gpu): not in the default set
+GPU_PEERS: dict[str, Callable[..., Built]] = {
+    "ort-cuda-fp32": ort_cuda_fp32,
+    "ort-cuda-fp16": ort_cuda_fp16,
+    "trt-fp16": trt_fp16,
 }

@@ -145,7 +145,7 @@ def quantize_static_int8(src: str | Path, dst: str | Path, calibration_cache: st
                          nodes_to_exclude: list[str] | None = None, reduce_range: bool = False,
                          symmetric_activations: bool = False) -> Path:
     """Static INT8 in QDQ format: int8 symmetric weights (per channel), uint8 asymmetric activations
-    (or, `symmetric_activations`, int8 with zero point 0: what TensorRT reads) with the ranges of
+    (or, `symmetric_activations`, int8 with zero point 0 and float biases: what TensorRT reads) with the ranges of
     `calibration_cache` (from static_calibration, same op_types and method).
     `src` should be pre-processed and unfused. nodes_to_exclude None = activation x activation
     MatMuls (attention scores): int8 there cost accuracy and measured no faster."""
@@ -162,7 +162,9 @@ def quantize_static_int8(src: str | Path, dst: str | Path, calibration_cache: st
                         calibrate_method=getattr(CalibrationMethod, CALIBRATE_METHODS[calibrate_method]),
                         nodes_to_exclude=nodes_to_exclude, calibration_cache_path=str(calibration_cache),
                         use_external_data_format=needs_external_data(src),
-                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": symmetric_activations})
+                        # TensorRT's form: biases stay float (it reads no int32 DequantizeLinear; it fuses them)
+                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": symmetric_activations,
+                                       "QuantizeBias": not symmetric_activations})
     shutil.rmtree(dst.parent / ".ort-tmp", ignore_errors=True)
     return dst
 

@@ -68,8 +68,8 @@ def runtime_versions() -> dict:
     import importlib.metadata as md
 
     out = {}
-    for pkg in ("torch", "transformers", "onnx", "onnxruntime", "openvino", "nncf", "optimum", "optimum-onnx",
-                "executorch"):
+    for pkg in ("torch", "transformers", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "nncf", "optimum",
+                "optimum-onnx", "executorch", "tensorrt", "tensorrt-cu13", "tensorrt-cu12"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
