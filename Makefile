@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo demo-full test test-fast lint bench clean fashion-mnist system-packages device-env arm64-board
+.PHONY: setup setup-gpu demo demo-full test test-fast lint bench clean fashion-mnist system-packages device-env arm64-board
 
 setup: $(STAMP)
 
@@ -76,6 +76,17 @@ system-packages:
 	fi
 
 fashion-mnist: system-packages
+
+# On a machine with an NVIDIA GPU (never run by CI; unverified on hardware, README "NVIDIA GPUs"): a CUDA
+# build of the same torch from TORCH_GPU_INDEX, onnxruntime-gpu in place of onnxruntime (one module
+# name), TensorRT. The GPU tests then run instead of skipping.
+TORCH_GPU_INDEX ?= https://download.pytorch.org/whl/cu130
+setup-gpu: $(STAMP)
+	@command -v nvidia-smi >/dev/null 2>&1 || { echo "setup-gpu: no nvidia-smi here: this machine has no NVIDIA driver"; exit 1; }
+	$(PIP) install -q --force-reinstall --no-deps torch==2.13.0 --index-url $(TORCH_GPU_INDEX)
+	$(PIP) uninstall -y -q onnxruntime
+	$(PIP) install -q -e '.[gpu]'
+	$(PY) -c "import torch, onnxruntime as o; print('GPU:', torch.cuda.get_device_name(0), '| providers', o.get_available_providers())"
 
 demo: $(STAMP)
 	$(VENV)/bin/edgeft run $(RECIPE)
