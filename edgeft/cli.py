@@ -110,13 +110,15 @@ def cmd_ls(args) -> int:
 
 
 def cmd_targets(args) -> int:
-    from .targets import TARGETS
+    from .targets import TARGETS, unavailable_reason
 
     if args.check:
         return check_targets(args.check, args.override)
     for t in TARGETS.values():
         width = max(len(n) for n in TARGETS)
-        print(f"{t.name:{width}s}  runs {', '.join(t.accepts):16s} {t.description}")
+        why = unavailable_reason(t.name)
+        print(f"{t.name:{width}s}  runs {', '.join(t.accepts):16s} {t.description}"
+              + (f"\n{'':{width}s}  NOT ON THIS MACHINE: {why}" if why else ""))
     print("\nSSH devices: a benchmark target {name, ssh, runtime, ...}; `edgeft targets --check RECIPE` "
           "connects to each")
     return 0

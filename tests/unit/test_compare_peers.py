@@ -261,3 +261,20 @@ def test_macs_fit_is_exact_for_quadratic_costs_and_falls_back_otherwise(cp):
     odd = cp.MacsModel(None, [], 0)
     odd.count = lambda L: 5 * L ** 3
     assert odd(10) == 5000 and odd.coef is False
+
+
+def test_the_gpu_peers_stop_with_the_reason_where_they_cannot_run(cp):
+    """--gpu on a machine without onnxruntime-gpu / TensorRT / a GPU: a CompareError with the reason,
+    before any work; without --gpu the GPU peers are not in the set."""
+    from peers import GPU_PEERS
+    from peers.gpu import unavailable_reason
+
+    why = unavailable_reason()
+    if why is None:
+        pytest.skip("this machine can run the GPU peers")
+    with pytest.raises(cp.CompareError) as e:
+        cp._check_peers("pytorch-fp32,ort-fp32", gpu=True)
+    assert "--gpu: the GPU peers" in str(e.value) and why in str(e.value)
+    assert cp._check_peers("pytorch-fp32,ort-fp32") == ["pytorch-fp32", "ort-fp32"]
+    with pytest.raises(cp.CompareError, match="unknown"):
+        cp._check_peers("pytorch-fp32," + next(iter(GPU_PEERS)))          # only with --gpu

@@ -391,3 +391,49 @@ def test_tensorrt_engines_pass_their_gate_and_refuse_another_gpu(tmp_path, calib
     monkeypatch.setattr(gpu, "engine_fingerprint", lambda: {**e16.meta["engine_device"], "gpu": "another GPU"})
     with pytest.raises(trt_target.EngineMismatchError):
         trt_target.load(e16, 2)
+
+
+# ------------------------------------------------------------------ the prepared GPU check and the GPU peers
+
+def _gpu_check():
+    import importlib.util
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_check_plans_only_what_this_machine_has(tmp_path, monkeypatch, minilm_path):
+    """benchmarks/gpu_check.py's recipe: here (no GPU) the CPU rows only, every GPU part listed as skipped
+    with its reason; as on the H200 image (CUDA torch, CPU onnxruntime, no TensorRT) the torch rows on the
+    three cuda targets; with everything, the engines too. Each plan is a recipe that validates."""
+    gc = _gpu_check()
+    recipe, skipped = gc.plan(minilm_path, tmp_path, quick=True)
+    if NO_CUDA is not None:
+        assert [s["targets"] for s in recipe["stages"] if s["type"] == "benchmark"] == [["pytorch"], ["cpu"]]
+        assert any(s.startswith("cuda targets: ") and NO_CUDA in s for s in skipped)
+        validate_recipe(recipe, check_data=False)
+    monkeypatch.setattr(gpu, "cuda_unavailable_reason", lambda: None)
+    monkeypatch.setattr(gpu, "tensorrt_unavailable_reason", lambda: "TensorRT is not installed")
+    monkeypatch.setattr(gpu, "ort_cuda_unavailable_reason", lambda: "no CUDAExecutionProvider")
+    recipe, skipped = gc.plan(minilm_path, tmp_path, quick=True)
+    bench = {s["name"]: s for s in recipe["stages"] if s["type"] == "benchmark"}
+    assert bench["bench-torch"]["targets"] == ["pytorch", "cuda", "cuda-fp16", "cuda-bf16"]
+    assert bench["bench-onnx"]["targets"] == ["cpu"] and recipe["stages"][0]["precision"] == "bf16"
+    assert len(skipped) == 2 and "no CUDAExecutionProvider" in skipped[0] and "TensorRT" in skipped[1]
+    validate_recipe(recipe, check_data=False)
+    monkeypatch.setattr(gpu, "tensorrt_unavailable_reason", lambda: None)
+    monkeypatch.setattr(gpu, "ort_cuda_unavailable_reason", lambda: None)
+    recipe, skipped = gc.plan(minilm_path, tmp_path, quick=True)
+    bench = {s["name"]: s for s in recipe["stages"] if s["type"] == "benchmark"}
+    assert skipped == [] and bench["bench-onnx"]["targets"] == ["cpu", "cuda", "cuda-fp16", "tensorrt"]
+    assert bench["bench-onnx"]["artifacts"] == ["@onnx", "@int8-sym", "@trt-fp16", "@trt-int8"]
+
+
+def test_gpu_check_exits_2_without_a_gpu():
+    if NO_CUDA is None:
+        pytest.skip("this machine has a GPU")
+    assert _gpu_check().main(["--work", "/tmp/edgeft-gpu-check-none"]) == 2
