@@ -193,13 +193,13 @@ class ExportConfig(StageConfig):
                 what = f"@{src.name} is an FP32 {kind or 'model'}" if src is not None else "the input is FP32"
                 problems.append(("input", f"an INT8 TensorRT engine is built from an explicitly quantized (QDQ) ONNX "
                                           f"model; {what}: set `input:` to a quantize stage (method static, "
-                                          f"activations symmetric) or a qat stage"))
+                                          f"activations symmetric) or a qat stage (activations symmetric)"))
             elif kind == "quantize" and src.method != "static":
                 problems.append(("input", f"@{src.name} is {src.method} INT8 (no QDQ for TensorRT to read: "
                                           f"MatMulInteger/DynamicQuantizeLinear); use method static with "
                                           f"activations symmetric"))
-            elif kind == "quantize" and src.activations != "symmetric":
-                problems.append(("input", f"@{src.name} has uint8 asymmetric activations; TensorRT reads only "
+            elif src.activations != "symmetric":
+                problems.append(("input", f"@{src.name} has asymmetric activations; TensorRT reads only "
                                           f"symmetric INT8 Q/DQ (zero point 0): set `activations: symmetric` on it"))
         elif int8_in:
             problems.append(("precision", f"@{src.name} is INT8 already; build it with precision int8 (its QDQ is "

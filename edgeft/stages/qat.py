@@ -48,6 +48,10 @@ class QATConfig(TrainConfig):
     keep_best: bool = Field(False, description="not supported: NNCF-wrapped models are not checkpointed")
     calibration: str = Field(description="calibration manifest: initial quantizer ranges")
     opset: int = Field(18, ge=14, le=23)
+    activations: Literal["asymmetric", "symmetric"] = Field(
+        "asymmetric", description="NNCF's activation quantizers: its default for the model type (asymmetric for "
+                                  "transformers: preset mixed), or symmetric (preset performance), the form TensorRT "
+                                  "reads as explicit quantization (export format tensorrt, precision int8)")
     isa: IsaName = Field("auto", description="the CPU class the INT8 model is for (edgeft/isa.py): auto = "
                                              "this machine; avx2/avx512 (no VNNI) store uint8 weights")
     parity: QATParityConfig = QATParityConfig()
@@ -58,7 +62,10 @@ class QATConfig(TrainConfig):
     version: ClassVar[int] = 4
 
     def key_config(self) -> dict:
-        return with_int8_isa(super().key_config(), self.isa)
+        d = super().key_config()
+        if self.activations == "asymmetric":      # keys of recipes written before the setting stay as they were
+            d.pop("activations", None)
+        return with_int8_isa(d, self.isa)
 
     def warnings(self, recipe, stages) -> list[tuple[str, str]]:
         return isa_warnings(self.isa)
@@ -125,6 +132,8 @@ def run(cfg: QATConfig, inputs: dict, ctx):
 
     log.info("qat: NNCF fake-quantizers initialised on %d calibration samples", len(samples))
     model_type = {"model_type": nncf.ModelType.TRANSFORMER} if task.TRANSFORMER else {}
+    if cfg.activations == "symmetric":
+        model_type["preset"] = nncf.QuantizationPreset.PERFORMANCE
     qmodel = nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds), **model_type)
     train_meta = train_classifier(qmodel, processor, cfg, ctx, save=False)
     qmodel.eval()
@@ -168,7 +177,9 @@ def run(cfg: QATConfig, inputs: dict, ctx):
         **train_meta, **lineage(src),
         "precision": "int8", "method": "qat", "int8_format": fmt.meta(), "torch_source": src.key if src is not None else
         "model:" + recipe.model.source, "opset": cfg.opset, "calibration": cal,
-        "weights": "int8 symmetric (NNCF)", "activations": "int8/uint8 (NNCF transformer defaults)",
+        "weights": "int8 symmetric (NNCF)",
+        "activations": ("symmetric (NNCF preset performance)" if cfg.activations == "symmetric" else
+                        "int8/uint8 (NNCF transformer defaults)"),
         "qdq_pairs": ops.get("QuantizeLinear", 0), "folding": folding,
         "parity": figures, "parity_limits": limits.meta(),
         "parity_vs_fp32_input": vs_fp32, "openvino_ir": ir,

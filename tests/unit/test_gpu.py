@@ -106,9 +106,12 @@ QDQ_SYM = {"name": "q", "type": "quantize", "input": "@onnx", "method": "static"
 
 def _stages(*more, calibration=None):
     out = [{"name": "onnx", "type": "export"}]
+    if any(s.get("input") == "@ft" for s in more):
+        out.insert(0, {"name": "ft", "type": "finetune", "epochs": 1})
+        out[1]["input"] = "@ft"
     for s in more:
         s = dict(s)
-        if s.get("method") == "static":
+        if s.get("method") == "static" or s.get("type") == "qat":
             s["calibration"] = str(calibration)
         out.append(s)
     return out
@@ -133,6 +136,8 @@ def test_tensorrt_without_tensorrt_or_a_gpu_fails_at_load_time_with_the_reason()
     ({"precision": "int8", "input": "@q"}, {"name": "q", "type": "quantize", "input": "@onnx", "method": "dynamic"},
      "is dynamic INT8 (no QDQ"),
     ({"precision": "int8", "input": "@q"}, {**QDQ_SYM, "activations": "asymmetric"}, "set `activations: symmetric`"),
+    ({"precision": "int8", "input": "@q"}, {"name": "q", "type": "qat", "input": "@ft", "epochs": 1},
+     "has asymmetric activations"),
     # an INT8 input for an FP16 engine
     ({"precision": "fp16", "input": "@q"}, QDQ_SYM, "is INT8 already"),
 ])
@@ -286,10 +291,14 @@ def test_symmetric_static_int8_is_the_qdq_tensorrt_reads(tmp_path, calibration_m
               {"name": "sym", "type": "quantize", "input": "@onnx", "method": "static", "activations": "symmetric",
                "calibration": str(calibration_manifest), "parity": parity},
               {"name": "asym", "type": "quantize", "input": "@onnx", "method": "static",
-               "calibration": str(calibration_manifest), "parity": parity}]
+               "calibration": str(calibration_manifest), "parity": parity},
+              {"name": "qat", "type": "qat", "input": "@ft", "epochs": 0.1, "activations": "symmetric",
+               "calibration": str(calibration_manifest), "parity": {"samples": 32, "min_agreement": 0.5}}]
     arts = run_recipe(validate_recipe(small_recipe(stages=stages)), runs_dir=tmp_path / "runs").artifacts
     sym, asym = arts["sym"], arts["asym"]
     assert qdq_problems(sym.main_path) == []
+    # NNCF's QAT with symmetric activations (preset performance) exports the same form
+    assert qdq_problems(arts["qat"].main_path) == [] and "performance" in arts["qat"].meta["activations"]
     assert sym.meta["activations"] == "int8 symmetric (zero point 0)" and sym.meta["weights"].startswith("int8")
     model = onnx.load(str(sym.main_path))
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
