@@ -82,17 +82,19 @@ def qdq_problems(onnx_path: str | Path, limit: int = 5) -> list[str]:
                 "(INT8 TensorRT engines come from QDQ models: quantize method static or qat)"]
     bad = []
     for n in qdq:
+        name = n.name or n.op_type
+        name = name if len(name) <= 60 else "…" + name[-59:]          # exporters' names run to 300 characters
         if len(n.input) < 3 or not n.input[2]:
-            bad.append(f"{n.name or n.op_type}: no zero point (ONNX's default is uint8)")
+            bad.append(f"{name}: no zero point (ONNX's default is uint8)")
             continue
         t = inits.get(n.input[2]) or consts.get(n.input[2])
         if t is None:
             continue                       # computed zero point: TensorRT's parser judges it
         zp = numpy_helper.to_array(t)
         if zp.dtype != np.int8:
-            bad.append(f"{n.name or n.op_type}: {zp.dtype} zero point (TensorRT takes int8)")
+            bad.append(f"{name}: {zp.dtype} zero point (TensorRT takes int8)")
         elif np.any(zp != 0):
-            bad.append(f"{n.name or n.op_type}: non-zero zero point (TensorRT takes symmetric INT8)")
+            bad.append(f"{name}: non-zero zero point (TensorRT takes symmetric INT8)")
     if not bad:
         return []
     more = f" (and {len(bad) - limit} more)" if len(bad) > limit else ""
