@@ -95,14 +95,75 @@ def export_onnx(model, example: dict[str, np.ndarray], path: str | Path, input_n
         warnings.filterwarnings("ignore", category=DeprecationWarning)       # legacy exporter notice
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # constants in the mask code
         warnings.filterwarnings("ignore", message=".*[Cc]onstant folding.*")
-        with torch.inference_mode(False), torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad(), _eager_attention(model):
             torch.onnx.export(
                 wrapper, args, str(path), input_names=input_names, output_names=output_names,
                 opset_version=opset, dynamo=False, do_constant_folding=True,
                 dynamic_axes={**{n: dict(input_axes) for n in input_names},
                               **{n: dict(output_axes) for n in output_names}})
     model.eval()
+    explicit_head_counts(path)
     return path
+
+
+@contextlib.contextmanager
+def _eager_attention(model):
+    """transformers 5 only: trace eager attention instead of SDPA, whose graph ONNX Runtime's transformer
+    optimizer fuses no Attention in (transformers 4's SDPA graph it fuses). Same logits: the gate checks."""
+    import transformers
+
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if (int(transformers.__version__.split(".")[0]) < 5 or impl != "sdpa"
+            or not hasattr(model, "set_attn_implementation")):
+        yield
+        return
+    model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(impl)
+
+
+def explicit_head_counts(path: str | Path) -> int:
+    """transformers 5 reshapes Q/K/V to (batch, seq, -1, head_size): ONNX Runtime's optimizer cannot tell
+    the head count (per layer after pruning) and fuses no Attention. Writes each count (projection bias
+    size / head_size, what -1 resolves to) instead of -1; no-op on other graphs. Returns how many."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = Path(path)
+    if path.stat().st_size >= TWO_GB or any(path.parent.glob(path.name + ".*")):
+        return 0                                  # external data: leave it as exported
+    m = onnx.load(str(path))
+    made = {o: n for n in m.graph.node for o in n.output}
+    inits = {i.name: i for i in m.graph.initializer}
+
+    def const(name):
+        if name in inits:
+            return numpy_helper.to_array(inits[name])
+        n = made.get(name)
+        vals = [a.t for a in n.attribute if a.name == "value"] if n is not None and n.op_type == "Constant" else []
+        return numpy_helper.to_array(vals[0]) if vals else None
+
+    done = 0
+    for r in [n for n in m.graph.node if n.op_type == "Reshape"]:
+        cat, add = made.get(r.input[1]), made.get(r.input[0])
+        if cat is None or cat.op_type != "Concat" or len(cat.input) != 4 or add is None or add.op_type != "Add":
+            continue
+        heads, size = const(cat.input[2]), const(cat.input[3])
+        bias = [b for b in (const(i) for i in add.input) if b is not None and b.ndim == 1]
+        if heads is None or size is None or heads.size != 1 or size.size != 1 or int(heads.ravel()[0]) != -1 \
+                or len(bias) != 1 or int(size.ravel()[0]) <= 0 or bias[0].size % int(size.ravel()[0]):
+            continue
+        name = f"{r.name}/num_heads"
+        m.graph.initializer.append(numpy_helper.from_array(
+            np.array([bias[0].size // int(size.ravel()[0])], dtype=heads.dtype), name))
+        inits[name] = m.graph.initializer[-1]
+        cat.input[2] = name
+        done += 1
+    if done:
+        onnx.save(m, str(path))
+    return done
 
 
 def optimizer_model_type(hf_model_type: str) -> str:

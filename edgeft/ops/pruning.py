@@ -11,7 +11,11 @@ head mask (Michel et al. 2019, "Are Sixteen Heads Really Better than One?"); for
 is Molchanov et al.'s Taylor criterion. Per-example absolute values, summed over examples.
 
 Supported layouts: the BERT family (BERT, RoBERTa, MiniLM, ELECTRA, XLM-R): `layer.attention`
-with `prune_heads`, `attention.output.dense`, `intermediate.dense`, `output.dense`.
+with `self.query/key/value`, `attention.output.dense`, `intermediate.dense`, `output.dense`.
+
+transformers 5 dropped head pruning (`prune_heads`, and `from_pretrained` no longer reads
+`config.pruned_heads`): there heads are cut here with `prune_linear_layer` and `load_pruned` rebuilds
+the pruned shapes from `config.pruned_heads` before loading the weights. transformers 4 uses its own.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ class Importance:
 def _check_layout(model):
     layers = encoder_layers(model)
     first = layers[0]
-    ok = (hasattr(first, "attention") and hasattr(first.attention, "prune_heads")
+    ok = (hasattr(first, "attention") and hasattr(getattr(first.attention, "self", None), "query")
           and hasattr(first.attention, "output") and hasattr(first, "intermediate")
           and hasattr(first, "output") and hasattr(model.config, "intermediate_size"))
     if not ok:
@@ -53,7 +57,8 @@ def ffn_sizes(model) -> list[int]:
 def remaining_heads(model, i: int) -> list[int]:
     """Original indices (as `prune_heads` and `config.pruned_heads` use them) of layer i's heads."""
     layer = _check_layout(model)[i]
-    return [h for h in range(model.config.num_attention_heads) if h not in layer.attention.pruned_heads]
+    gone = getattr(layer.attention, "pruned_heads", set())
+    return [h for h in range(model.config.num_attention_heads) if h not in gone]
 
 
 def importance(model, batches, loss_fn=None) -> Importance:
@@ -105,7 +110,7 @@ def drop_layers(model, keep: list[int]) -> None:
     keep = sorted(keep)
     kept = torch.nn.ModuleList([layers[i] for i in keep])
     model.base_model.encoder.layer = kept
-    old = dict(model.config.pruned_heads or {})
+    old = dict(getattr(model.config, "pruned_heads", None) or {})
     model.config.pruned_heads = {new: old[o] for new, o in enumerate(keep) if o in old}
     model.config.num_hidden_layers = len(keep)
 
@@ -136,8 +141,70 @@ def prune_heads(model, remove: list[list[int]]) -> None:
         if positions:
             alive = remaining_heads(model, i)
             plan[i] = [alive[p] for p in positions]
-    if plan:
+    if plan and hasattr(model, "prune_heads"):      # transformers 4
         model.prune_heads(plan)
+    elif plan:
+        _cut_heads(model, plan)
+
+
+def _cut_heads(model, plan: dict[int, list[int]]) -> None:
+    """transformers 5 (no `prune_heads`): remove heads `plan` {layer: original head indices} from the
+    query/key/value rows and the attention output's columns, and record them in `config.pruned_heads`."""
+    from transformers.pytorch_utils import prune_linear_layer
+
+    layers = _check_layout(model)
+    recorded = {int(k): list(v) for k, v in (getattr(model.config, "pruned_heads", None) or {}).items()}
+    for i, heads in plan.items():
+        att = layers[i].attention
+        gone = getattr(att, "pruned_heads", set())
+        heads = set(heads) - gone
+        if not heads:
+            continue
+        alive = [h for h in range(model.config.num_attention_heads) if h not in gone]
+        size = int(att.self.attention_head_size)
+        idx = torch.tensor([p * size + j for p, h in enumerate(alive) if h not in heads for j in range(size)],
+                           dtype=torch.long, device=att.self.query.weight.device)
+        for name in ("query", "key", "value"):
+            setattr(att.self, name, prune_linear_layer(getattr(att.self, name), idx, dim=0))
+        att.output.dense = prune_linear_layer(att.output.dense, idx, dim=1)
+        att.self.num_attention_heads = len(alive) - len(heads)
+        att.self.all_head_size = size * att.self.num_attention_heads
+        att.pruned_heads = gone | heads
+        recorded[int(i)] = sorted(att.pruned_heads)
+    model.config.pruned_heads = recorded
+
+
+def load_pruned(model_cls, model_dir, **kwargs):
+    """`model_cls.from_pretrained(model_dir, **kwargs)` for a checkpoint with `config.pruned_heads` under
+    transformers 5, which builds every layer at full width: the model is built from the config, its
+    heads cut to the config's plan, then the weights loaded (a mismatched task head stays new, as
+    `ignore_mismatched_sizes` does). Returns None where from_pretrained handles it itself."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, PreTrainedModel
+
+    if hasattr(PreTrainedModel, "prune_heads"):
+        return None
+    ignore = kwargs.pop("ignore_mismatched_sizes", False)
+    config = AutoConfig.from_pretrained(str(model_dir), **kwargs)
+    plan = {int(k): list(v) for k, v in (getattr(config, "pruned_heads", None) or {}).items()}
+    if not plan:
+        return None
+    config.pruned_heads = {}
+    model = model_cls.from_config(config)
+    _cut_heads(model, plan)
+    state = {}
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+        state.update(load_file(str(f)))
+    own = model.state_dict()
+    bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if bad and not ignore:
+        raise ValueError(f"{model_dir}: weights of another shape than config.pruned_heads gives: {bad[:4]}")
+    missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k not in bad}, strict=False)
+    if unexpected or set(missing) - set(bad):
+        raise ValueError(f"{model_dir}: missing {sorted(set(missing) - set(bad))[:4]}, unexpected {unexpected[:4]}")
+    return model
 
 
 def prune_ffn(model, scores: list[torch.Tensor], keep: int) -> None:

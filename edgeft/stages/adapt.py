@@ -131,11 +131,11 @@ class AdaptConfig(StageConfig):
 def run(cfg: AdaptConfig, inputs: dict, ctx):
     import numpy as np
     import torch
-    from transformers import AutoModelForMaskedLM, AutoTokenizer, Trainer, TrainingArguments, set_seed
+    from transformers import AutoModelForMaskedLM, AutoTokenizer, Trainer, set_seed
 
     from ..models import resolve_source
     from ..ops.mlm import head_module, head_status, masked_lm_loss, mlm_eval_loss
-    from .training import SCRATCH, resolve_precision
+    from .training import SCRATCH, resolve_precision, training_arguments
 
     src = inputs.get("input")
     model_dir = str(src.main_path) if src is not None else resolve_source(ctx.recipe.model.source)
@@ -178,7 +178,7 @@ def run(cfg: AdaptConfig, inputs: dict, ctx):
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
     scratch = ctx.out_dir / SCRATCH
-    args = TrainingArguments(
+    args = training_arguments(
         output_dir=str(scratch), report_to="none", num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
         learning_rate=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
         lr_scheduler_type="linear", optim="adamw_torch", per_device_train_batch_size=cfg.batch_size,
@@ -265,11 +265,16 @@ def encode(tok, texts: list[str], max_length: int, whole_word: bool) -> list[dic
     if size < 1:
         raise StageError(f"adapt: max_length {max_length} leaves no room for text beside the special tokens")
     enc = tok(texts, add_special_tokens=False, return_offsets_mapping=whole_word, verbose=False)
+    # the special tokens around one sequence (transformers 5's tokenizers have no
+    # build_inputs_with_special_tokens): where a known text sits inside its encoding with them
+    bare, full = tok("a", add_special_tokens=False)["input_ids"], tok("a")["input_ids"]
+    at = next(i for i in range(len(full) - len(bare) + 1) if full[i:i + len(bare)] == bare)
+    prefix, suffix = full[:at], full[at + len(bare):]
     out = []
     for j, ids in enumerate(enc["input_ids"]):
         offsets = enc["offset_mapping"][j] if whole_word else None
         for k, piece in enumerate(windows(ids, size)):
-            full = tok.build_inputs_with_special_tokens(piece)
+            full = prefix + list(piece) + suffix
             special = tok.get_special_tokens_mask(full, already_has_special_tokens=True)
             ex = {"input_ids": full, "special_tokens_mask": special}
             if whole_word:

@@ -117,6 +117,25 @@ def lineage(src) -> dict:
     return {k: src.meta[k] for k in ("layer_origin", "layer_origin_of") if k in src.meta}
 
 
+def training_arguments(**kw):
+    """`transformers.TrainingArguments(**kw)` for both 4.x and 5.x: 5.x dropped `logging_dir` and
+    `save_safetensors` (safetensors is always used), folded `warmup_ratio` into `warmup_steps` (a float
+    below 1 is a ratio) and replaced `group_by_length` by `train_sampling_strategy`."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if "warmup_ratio" in kw and "warmup_ratio" not in fields:
+        kw["warmup_steps"] = kw.pop("warmup_ratio")
+    if "group_by_length" in kw and "group_by_length" not in fields:
+        kw["train_sampling_strategy"] = "group_by_length" if kw.pop("group_by_length") else "random"
+    for k in ("logging_dir", "save_safetensors"):
+        if k not in fields:
+            kw.pop(k, None)
+    return TrainingArguments(**kw)
+
+
 def train_classifier(model, processor, cfg: TrainConfig, ctx, trainer_cls=None, trainer_kwargs=None,
                      save: bool = True) -> dict:
     """Train `model` on the train split with validation every epoch (HF Trainer, or `trainer_cls`),
@@ -124,7 +143,7 @@ def train_classifier(model, processor, cfg: TrainConfig, ctx, trainer_cls=None, 
     and processor to ctx.out_dir (unless `save` is false: the caller exports the trained model itself).
     Returns the training meta."""
     import torch
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer
 
     from ..ops.training import PeakMemory, count_params
 
@@ -144,7 +163,7 @@ def train_classifier(model, processor, cfg: TrainConfig, ctx, trainer_cls=None, 
     higher = metric != "loss"
 
     scratch = ctx.out_dir / SCRATCH
-    args = TrainingArguments(
+    args = training_arguments(
         output_dir=str(scratch), logging_dir=str(scratch / "logs"), report_to="none",
         num_train_epochs=cfg.epochs, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
         warmup_ratio=cfg.warmup_ratio, lr_scheduler_type="linear", optim="adamw_torch",
@@ -283,10 +302,10 @@ def train_steps(model, processor, examples: list[dict], steps: int, lr: float, b
     """A short fine-tune of `steps` optimizer steps (no validation, nothing saved): recovery
     between pruning steps. `collator` default: dynamic padding (text)."""
     import torch
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import DataCollatorWithPadding, Trainer
 
     scratch = scratch_parent / SCRATCH
-    args = TrainingArguments(
+    args = training_arguments(
         output_dir=str(scratch), report_to="none", max_steps=steps, learning_rate=lr,
         warmup_ratio=0.1, lr_scheduler_type="linear", optim="adamw_torch", weight_decay=0.01,
         per_device_train_batch_size=batch_size, save_strategy="no", eval_strategy="no",

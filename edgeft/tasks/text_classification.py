@@ -104,7 +104,10 @@ def load_model(model_dir: str | Path, label_names: list[str] | None = None, data
         kwargs = dict(num_labels=len(label_names), id2label=dict(enumerate(label_names)),
                       label2id={n: i for i, n in enumerate(label_names)},
                       ignore_mismatched_sizes=True)
-    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), **kwargs)
+    from ..ops.pruning import load_pruned
+
+    model = (load_pruned(AutoModelForSequenceClassification, model_dir, **kwargs)     # transformers 5
+             or AutoModelForSequenceClassification.from_pretrained(str(model_dir), **kwargs))
     model.eval()
     return model
 
