@@ -39,10 +39,10 @@ TARGETS: dict[str, TargetInfo] = {
     # NVIDIA GPUs (README "NVIDIA GPUs"): recipes naming them fail to load on machines without one
     "cuda": TargetInfo("cuda", ("torch", "onnx"), "cuda",
                        "NVIDIA GPU: PyTorch eager on CUDA (torch), ONNX Runtime CUDA provider (onnx); FP32, TF32 off"),
-    "cuda-fp16": TargetInfo("cuda-fp16", ("torch", "onnx"), "cuda_fp16",
+    "cuda-fp16": TargetInfo("cuda-fp16", ("torch", "onnx"), "cuda",
                             "NVIDIA GPU in FP16: torch models in float16, FP32 ONNX converted to FP16 on load",
                             float_precision="fp16"),
-    "cuda-bf16": TargetInfo("cuda-bf16", ("torch",), "cuda_bf16", "NVIDIA GPU, torch models in bfloat16",
+    "cuda-bf16": TargetInfo("cuda-bf16", ("torch",), "cuda", "NVIDIA GPU, torch models in bfloat16",
                             float_precision="bf16"),
     "tensorrt": TargetInfo("tensorrt", ("tensorrt",), "tensorrt",
                            "TensorRT engines (export format tensorrt) on the GPU they were built for"),
@@ -50,7 +50,10 @@ TARGETS: dict[str, TargetInfo] = {
 
 
 def target_module(name: str):
-    return importlib.import_module(f"{__name__}.{TARGETS[name].module}")
+    """The module that runs target `name` (or, for a module serving several targets, e.g. cuda's
+    precisions, its `variant(name)`: an object with the same functions)."""
+    mod = importlib.import_module(f"{__name__}.{TARGETS[name].module}")
+    return mod.variant(name) if hasattr(mod, "variant") else mod
 
 
 def unavailable_reason(name: str) -> str | None:

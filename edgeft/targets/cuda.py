@@ -7,7 +7,7 @@ and outputs kept in their types), `cuda-bf16` (torch only: ONNX Runtime's CUDA p
 conversion). Every call copies the numpy inputs to the GPU and the logits back: the row's latency is
 what an application sees; torch rows also carry the GPU time of the forward alone between CUDA
 events (`gpu_latency_ms`). On a machine without a CUDA GPU the recipe fails when it loads, naming
-the target.
+the target. One module serves the three names (`VARIANTS`; targets/__init__.py asks `variant(name)`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .base import Session
 
 NAME = "cuda"
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+VARIANTS = {"cuda": "fp32", "cuda-fp16": "fp16", "cuda-bf16": "bf16"}    # target name -> precision
 
 
 class CudaTorchSession(Session):
@@ -143,3 +144,32 @@ def fingerprint(threads: int, precision: str = "fp32", target: str = NAME) -> di
     return {"target": target, "runtime": f"torch {info.get('torch')} / onnxruntime CUDA provider",
             "provider": f"CUDA {info.get('cuda')}, {precision}" + (", TF32 off" if precision == "fp32" else ""),
             "threads": threads, "gpu": info}
+
+
+class Variant:
+    """One precision of this target with a target module's interface (targets/__init__.py `target_module`
+    returns `variant(name)` for the names in VARIANTS)."""
+
+    def __init__(self, name: str):
+        self.NAME, self.PRECISION = name, VARIANTS[name]
+
+    @staticmethod
+    def unavailable_reason() -> str | None:
+        return unavailable_reason()
+
+    def kind_unavailable_reason(self, kind: str) -> str | None:
+        return kind_unavailable_reason(kind, self.PRECISION)
+
+    @staticmethod
+    def preload() -> None:
+        preload()
+
+    def load(self, artifact, threads: int, task=None) -> Session:
+        return load(artifact, threads, task, precision=self.PRECISION, target=self.NAME)
+
+    def fingerprint(self, threads: int) -> dict:
+        return fingerprint(threads, precision=self.PRECISION, target=self.NAME)
+
+
+def variant(name: str) -> Variant:
+    return Variant(name)

@@ -238,6 +238,11 @@ def test_rows_on_cuda_targets_report_their_precision():
     assert row_precision("fp32", "cuda-fp16") == "fp16" and row_precision("fp32", "cuda-bf16") == "bf16"
     assert row_precision("int8", "cuda-fp16") == "int8"
     assert TARGETS["tensorrt"].accepts == ("tensorrt",) and "onnx" not in TARGETS["cuda-bf16"].accepts
+    from edgeft.targets import target_module
+
+    for name, prec in (("cuda", "fp32"), ("cuda-fp16", "fp16"), ("cuda-bf16", "bf16")):
+        mod = target_module(name)                    # one module, one variant per precision
+        assert (mod.NAME, mod.PRECISION) == (name, prec) and mod.unavailable_reason() == NO_CUDA
 
 
 # ------------------------------------------------------------------ GPU timing bookkeeping
