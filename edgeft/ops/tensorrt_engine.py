@@ -132,7 +132,7 @@ def build_engine(onnx_path: str | Path, profile: dict[str, list[list[int]]], pre
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        errors = [str(parser.get_error(i)) for i in range(getattr(parser, "num_errors", 0))]
         raise RuntimeError(f"TensorRT's ONNX parser refused {onnx_path}: " + "; ".join(errors or ["no message"]))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
@@ -182,9 +182,11 @@ class EngineRunner:
     def _dtype(self, name):
         import torch
 
-        trt = self.trt
-        return {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32,
-                trt.int64: torch.int64, trt.int8: torch.int8, trt.bool: torch.bool}[self.engine.get_tensor_dtype(name)]
+        dt = self.trt.DataType
+        table = {getattr(dt, k): getattr(torch, v) for k, v in (("FLOAT", "float32"), ("HALF", "float16"),
+                 ("BF16", "bfloat16"), ("INT32", "int32"), ("INT64", "int64"), ("INT8", "int8"), ("BOOL", "bool"))
+                 if hasattr(dt, k)}
+        return table[self.engine.get_tensor_dtype(name)]
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         why = outside_profile({n: feed[n] for n in self.inputs if n in feed}, self.profile)
