@@ -103,6 +103,8 @@ def table(rows: list[dict]) -> list[str]:
 
 def checks(result, recipe: dict, gpu: bool) -> tuple[list[str], list[dict]]:
     """(failures, every row) of a finished run."""
+    from edgeft.targets import TARGETS
+
     fails, rows = [], []
     ft = result.artifacts.get("finetune")
     if ft is None:
@@ -119,8 +121,6 @@ def checks(result, recipe: dict, gpu: bool) -> tuple[list[str], list[dict]]:
         got = json.loads(art.main_path.read_text())["rows"]
         rows += got
         have = {(r["artifact"], r["target"]) for r in got}
-        from edgeft.targets import TARGETS
-
         kinds = {a: result.artifacts[a[1:]].kind for a in s["artifacts"] if a[1:] in result.artifacts}
         want = {(a[1:], t) for a, k in kinds.items() for t in s["targets"] if k in TARGETS[t].accepts}
         if want - have:

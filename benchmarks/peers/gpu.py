@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from edgeft.targets.base import Session
+
 from . import Built, build_once
 
 log = logging.getLogger("edgeft.peers")
@@ -69,15 +71,11 @@ def ort_cuda_fp16(*, model_dir: Path, work: Path, threads: int, rebuild: bool = 
                  build_s=secs, reused=reused)
 
 
-class _EngineSession:
+class _EngineSession(Session):
+    target = "peer"
+
     def __init__(self, runner):
         self.runner, self.input_names = runner, list(runner.inputs)
-
-    def feed(self, batch):
-        return {n: batch[n] for n in self.input_names}
-
-    def run(self, batch):
-        return self.runner.run(self.feed(batch))
 
     def run_feed(self, feed):
         return self.runner.run(feed)
