@@ -90,6 +90,10 @@ class QuantizeConfig(StageConfig):
                                f"no faster than FP32 on such a CPU (dynamic INT8 did pay; README 'INT8 and the CPU "
                                f"it runs on'), so this step may buy no speed; the report marks INT8 rows that are "
                                f"not >= 1.15x their FP32 row"))
+        if fmt.saturating and self.activations == "symmetric":
+            out.append(("activations", f"symmetric INT8 keeps int8 weights (TensorRT's form), not the uint8 weights "
+                                       f"edgeft uses on a {fmt.isa} CPU without VNNI, where ONNX Runtime's int8 "
+                                       f"kernels can saturate: its CPU rows there may lose accuracy"))
         return out
 
     def check(self, recipe, stages) -> list[tuple[str, str]]:

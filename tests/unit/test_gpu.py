@@ -451,3 +451,14 @@ def test_gpu_check_exits_2_without_a_gpu():
     if NO_CUDA is None:
         pytest.skip("this machine has a GPU")
     assert _gpu_check().main(["--work", "/tmp/edgeft-gpu-check-none"]) == 2
+
+
+def test_symmetric_int8_on_a_cpu_without_vnni_warns_about_its_cpu_rows(calibration_manifest):
+    """The symmetric QDQ keeps int8 weights whatever the CPU class; for a saturating class (avx2) the
+    recipe says that its CPU rows may lose accuracy (the formats edgeft picks there avoid it)."""
+    from edgeft.stages.quantize import QuantizeConfig
+
+    q = QuantizeConfig(name="q", type="quantize", method="static", calibration=str(calibration_manifest),
+                       activations="symmetric", isa="avx2")
+    assert any(k == "activations" and "saturate" in w for k, w in q.warnings(None, []))
+    assert not any(k == "activations" for k, _ in q.model_copy(update={"isa": "avx512_vnni"}).warnings(None, []))
